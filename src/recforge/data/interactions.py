@@ -1,0 +1,337 @@
+"""The `Interactions` container: who interacted with what, plus optional features.
+
+One orientation everywhere: users are rows, items are columns. External IDs are strings at
+the edges; inside, dense `user_idx` / `item_idx` integers index every array and matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recforge.errors import DataError, UnknownIdError
+
+
+def _sorted_unique(values: Iterable[str]) -> np.ndarray:
+    """Unique IDs in a stable order: numerically when all are integers, else lexically."""
+    uniq = pd.unique(pd.Series(list(values) if not isinstance(values, pd.Series) else values,
+                               dtype=object))
+    uniq = np.asarray(uniq, dtype=object)
+    if len(uniq) == 0:
+        return uniq
+    as_str = pd.Series(uniq, dtype=object).astype(str)
+    if as_str.str.fullmatch(r"-?\d{1,18}").all():
+        order = np.argsort(as_str.astype(np.int64).to_numpy(), kind="stable")
+    else:
+        order = np.argsort(as_str.to_numpy(dtype=str), kind="stable")
+    return as_str.to_numpy(dtype=object)[order]
+
+
+class IdMap:
+    """Two-way map between external string IDs and dense indices ``0..n-1``."""
+
+    def __init__(self, ids: Sequence[str] | np.ndarray) -> None:
+        arr = np.asarray([str(x) for x in ids], dtype=object)
+        self._index = pd.Index(arr, dtype=object)
+        if not self._index.is_unique:
+            raise DataError("ID map has duplicate IDs")
+        self.ids: np.ndarray = arr
+
+    @classmethod
+    def from_values(cls, values: Iterable[str]) -> IdMap:
+        """Build a map over the distinct values, in numeric-aware sorted order."""
+        return cls(_sorted_unique(values))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, key: object) -> bool:
+        return str(key) in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IdMap) and np.array_equal(self.ids, other.ids)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def lookup(self, ids: Iterable[object]) -> np.ndarray:
+        """Indices of `ids`, with -1 where an ID is unknown."""
+        keys = pd.Index([str(x) for x in ids], dtype=object)
+        return self._index.get_indexer(keys).astype(np.int64)
+
+    def to_idx(self, ids: Iterable[object], what: str = "ID") -> np.ndarray:
+        """Indices of `ids`; raises UnknownIdError naming the first unknown ones."""
+        ids = list(ids)
+        idx = self.lookup(ids)
+        if (idx < 0).any():
+            bad = [str(ids[i]) for i in np.flatnonzero(idx < 0)[:5]]
+            raise UnknownIdError(f"unknown {what}: {', '.join(bad)}")
+        return idx
+
+    def to_ids(self, idx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """External IDs of indices `idx`."""
+        return self.ids[np.asarray(idx, dtype=np.int64)]
+
+
+@dataclass(frozen=True, eq=False)
+class Interactions:
+    """Interaction log with ID maps, optional ratings/timestamps and feature tables.
+
+    Arrays are aligned per interaction: ``user_idx[i]`` interacted with ``item_idx[i]``,
+    with ``ratings[i]`` and ``timestamps[i]`` when present. `user_features` / `item_features`
+    are pandas frames indexed by external ID (strings), e.g. titles, genres, demographics.
+    """
+
+    user_map: IdMap
+    item_map: IdMap
+    user_idx: np.ndarray
+    item_idx: np.ndarray
+    ratings: np.ndarray | None = None
+    timestamps: np.ndarray | None = None
+    user_features: pd.DataFrame | None = None
+    item_features: pd.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.user_idx)
+        if len(self.item_idx) != n:
+            raise DataError("user_idx and item_idx differ in length")
+        for name in ("ratings", "timestamps"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise DataError(f"{name} length differs from the interactions")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        rating_col: str | None = "rating",
+        timestamp_col: str | None = "timestamp",
+        user_features: pd.DataFrame | None = None,
+        item_features: pd.DataFrame | None = None,
+        user_map: IdMap | None = None,
+        item_map: IdMap | None = None,
+        unknown: Literal["error", "drop"] = "error",
+        deduplicate: bool = True,
+    ) -> Interactions:
+        """Build from a frame of (user, item[, rating][, timestamp]) rows.
+
+        Duplicated (user, item) pairs keep the latest row: the largest timestamp, or the last
+        row in file order when there are no timestamps. Given maps fix the index space (to
+        align a test set with its training set); rows with IDs outside them raise, or are
+        dropped with ``unknown="drop"``.
+        """
+        for col in (user_col, item_col):
+            if col not in frame.columns:
+                raise DataError(f"missing column {col!r} (columns: {', '.join(map(str, frame.columns))})")
+        users = frame[user_col]
+        items = frame[item_col]
+        if users.isna().any() or items.isna().any():
+            raise DataError(f"empty {user_col}/{item_col} values in {int(users.isna().sum() + items.isna().sum())} rows")
+        users = users.astype(str).to_numpy(dtype=object)
+        items = items.astype(str).to_numpy(dtype=object)
+
+        ratings = _numeric_column(frame, rating_col, np.float32)
+        timestamps = _numeric_column(frame, timestamp_col, np.int64)
+
+        umap = user_map if user_map is not None else IdMap.from_values(users)
+        imap = item_map if item_map is not None else IdMap.from_values(items)
+        uidx, iidx = umap.lookup(users), imap.lookup(items)
+        bad = (uidx < 0) | (iidx < 0)
+        if bad.any():
+            if unknown == "error":
+                first = int(np.flatnonzero(bad)[0])
+                raise UnknownIdError(
+                    f"{int(bad.sum())} rows have IDs unknown to the map "
+                    f"(first: user {users[first]!r}, item {items[first]!r})"
+                )
+            keep = ~bad
+            uidx, iidx = uidx[keep], iidx[keep]
+            ratings = ratings[keep] if ratings is not None else None
+            timestamps = timestamps[keep] if timestamps is not None else None
+
+        out = cls(
+            user_map=umap,
+            item_map=imap,
+            user_idx=uidx.astype(np.int32),
+            item_idx=iidx.astype(np.int32),
+            ratings=ratings,
+            timestamps=timestamps,
+            user_features=_index_features(user_features),
+            item_features=_index_features(item_features),
+        )
+        return out.deduplicate() if deduplicate else out
+
+    # ------------------------------------------------------------------ basic facts
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)
+
+    def __len__(self) -> int:
+        return len(self.user_idx)
+
+    @property
+    def has_ratings(self) -> bool:
+        return self.ratings is not None
+
+    @property
+    def has_timestamps(self) -> bool:
+        return self.timestamps is not None
+
+    # ------------------------------------------------------------------ conversions
+    def coo(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user_idx, item_idx, values) with ratings as values, or ones when implicit."""
+        values = self.ratings if self.ratings is not None else np.ones(len(self), np.float32)
+        return self.user_idx, self.item_idx, values
+
+    def csr(self, binary: bool = False) -> sp.csr_matrix:
+        """users × items CSR matrix of ratings (or 1.0 with `binary` / implicit data)."""
+        u, i, v = self.coo()
+        if binary:
+            v = np.ones(len(self), np.float32)
+        m = sp.csr_matrix((v.astype(np.float32), (u, i)), shape=(self.n_users, self.n_items))
+        m.sum_duplicates()
+        m.sort_indices()
+        return m
+
+    def to_frame(self) -> pd.DataFrame:
+        """Rows with external IDs: user_id, item_id[, rating][, timestamp]."""
+        data: dict[str, np.ndarray] = {
+            "user_id": self.user_map.to_ids(self.user_idx),
+            "item_id": self.item_map.to_ids(self.item_idx),
+        }
+        if self.ratings is not None:
+            data["rating"] = self.ratings
+        if self.timestamps is not None:
+            data["timestamp"] = self.timestamps
+        return pd.DataFrame(data)
+
+    def sequences(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-user item sequences ordered by time, as CSR-style (indptr, item_idx).
+
+        User ``u``'s items are ``items[indptr[u]:indptr[u+1]]``, oldest first (ties and
+        missing timestamps keep file order).
+        """
+        ts = self.timestamps if self.timestamps is not None else np.zeros(len(self), np.int64)
+        order = np.lexsort((np.arange(len(self)), ts, self.user_idx))
+        counts = np.bincount(self.user_idx, minlength=self.n_users)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return indptr, self.item_idx[order]
+
+    def user_counts(self) -> np.ndarray:
+        return np.bincount(self.user_idx, minlength=self.n_users)
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.item_idx, minlength=self.n_items)
+
+    # ------------------------------------------------------------------ derived sets
+    def subset(self, mask_or_index: np.ndarray) -> Interactions:
+        """The interactions selected by a boolean mask or index array; maps are kept."""
+        sel = np.asarray(mask_or_index)
+        return replace(
+            self,
+            user_idx=self.user_idx[sel],
+            item_idx=self.item_idx[sel],
+            ratings=None if self.ratings is None else self.ratings[sel],
+            timestamps=None if self.timestamps is None else self.timestamps[sel],
+        )
+
+    def deduplicate(self) -> Interactions:
+        """Keep one row per (user, item): the latest timestamp, else the last in order."""
+        if len(self) == 0:
+            return self
+        key = self.user_idx.astype(np.int64) * max(self.n_items, 1) + self.item_idx
+        ts = self.timestamps if self.timestamps is not None else np.zeros(len(self), np.int64)
+        order = np.lexsort((np.arange(len(self)), ts, key))
+        last = np.ones(len(order), bool)
+        last[:-1] = key[order][1:] != key[order][:-1]
+        keep = np.sort(order[last])
+        if len(keep) == len(self):
+            return self
+        return self.subset(keep)
+
+    def compact(self) -> Interactions:
+        """Drop users and items with no interactions and re-index densely."""
+        return Interactions.from_frame(
+            self.to_frame(),
+            user_features=self.user_features,
+            item_features=self.item_features,
+            rating_col="rating" if self.has_ratings else None,
+            timestamp_col="timestamp" if self.has_timestamps else None,
+            deduplicate=False,
+        )
+
+    def reindex(
+        self, user_map: IdMap, item_map: IdMap, unknown: Literal["error", "drop"] = "drop"
+    ) -> Interactions:
+        """The same rows in another index space (e.g. a test set on its training maps)."""
+        return Interactions.from_frame(
+            self.to_frame(),
+            user_map=user_map,
+            item_map=item_map,
+            unknown=unknown,
+            user_features=self.user_features,
+            item_features=self.item_features,
+            rating_col="rating" if self.has_ratings else None,
+            timestamp_col="timestamp" if self.has_timestamps else None,
+            deduplicate=False,
+        )
+
+    # ------------------------------------------------------------------ identity
+    def fingerprint(self) -> str:
+        """A stable SHA-256 over IDs and interactions (not features): same data, same hash."""
+        h = hashlib.sha256()
+        for ids in (self.user_map.ids, self.item_map.ids):
+            h.update("\x1f".join(ids.tolist()).encode())
+            h.update(b"\x1e")
+        for arr in (self.user_idx, self.item_idx, self.ratings, self.timestamps):
+            if arr is None:
+                h.update(b"none")
+            else:
+                h.update(np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<")).tobytes())
+        return h.hexdigest()[:16]
+
+    def item_titles(self) -> dict[str, str]:
+        """Item ID → title where the item features carry a ``title`` column."""
+        feats = self.item_features
+        if feats is None or "title" not in feats.columns:
+            return {}
+        return feats["title"].dropna().astype(str).to_dict()
+
+
+def _numeric_column(frame: pd.DataFrame, col: str | None, dtype: type) -> np.ndarray | None:
+    """A column as numbers, or None when absent; non-numeric or empty values raise DataError."""
+    if col is None or col not in frame.columns:
+        return None
+    raw = frame[col]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna() & raw.notna()
+    if bad.any():
+        first = raw[bad].iloc[0]
+        raise DataError(f"column {col!r} has non-numeric values ({int(bad.sum())} rows, e.g. {first!r})")
+    if values.isna().any():
+        raise DataError(f"column {col!r} has {int(values.isna().sum())} empty values")
+    if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
+        raise DataError(f"column {col!r} has infinite values")
+    return values.to_numpy().astype(dtype)
+
+
+def _index_features(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Feature tables are indexed by string IDs."""
+    if frame is None:
+        return None
+    out = frame.copy()
+    out.index = out.index.astype(str)
+    return out

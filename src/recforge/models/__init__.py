@@ -1,0 +1,1 @@
+"""Recommender models, one module per family; find them by name with `recforge.registry`."""
