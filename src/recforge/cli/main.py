@@ -1,0 +1,69 @@
+"""The `recforge` command: thin Typer commands over the public API.
+
+Every command turns a RecforgeError (bad input, unknown ID, corrupt artifact...) into one
+line on stderr and exit code 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from recforge import __version__
+from recforge.cli import models as model_commands
+from recforge.cli.data import app as data_app
+from recforge.cli.evaluate import benchmark_command, evaluate_command
+from recforge.cli.quickstart import quickstart_command
+
+app = typer.Typer(
+    name="recforge",
+    help="recforge: recommender systems from interaction logs to a served API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data", help="Inspect, split and fold datasets.")
+app.command("models")(model_commands.models_command)
+app.command("train")(model_commands.train_command)
+app.command("recommend")(model_commands.recommend_command)
+app.command("predict")(model_commands.predict_command)
+app.command("similar")(model_commands.similar_command)
+app.command("evaluate")(evaluate_command)
+app.command("benchmark")(benchmark_command)
+app.command("quickstart")(quickstart_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"recforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """recforge: recommender systems from interaction logs to a served API."""
+
+
+def main() -> None:
+    """Console-script entry point: run the app, one-line errors for anything unexpected."""
+    from recforge.errors import RecforgeError
+
+    try:
+        app()
+    except RecforgeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except (OSError, ValueError, MemoryError) as exc:
+        if os.environ.get("RECFORGE_DEBUG"):
+            raise
+        typer.echo(f"error: {type(exc).__name__}: {exc} (RECFORGE_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Model commands: models, train, recommend, predict, similar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from recforge.cli.common import handle_errors
+from recforge.errors import ConfigError, DataError
+
+
+@handle_errors
+def models_command() -> None:
+    """List the registered models, one line each."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from recforge.registry import available_models
+
+    table = Table("model", "what it is", box=None)
+    for name, summary in available_models().items():
+        table.add_row(name, summary)
+    Console().print(table)
+
+
+def load_params(config: Path | None, overrides: list[str], task: str | None) -> tuple[str | None, dict[str, Any]]:
+    """Model name (if the YAML names one) and params from YAML + ``--set`` + ``--task``.
+
+    The YAML is either flat (the model's config keys) or ``{model: NAME, params: {...}}``.
+    """
+    import yaml
+
+    from recforge.config import apply_overrides
+
+    name = None
+    params: dict[str, Any] = {}
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(config.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {config} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config} must hold a mapping of settings")
+        if "params" in loaded or "model" in loaded:
+            name = loaded.get("model")
+            params = dict(loaded.get("params") or {})
+        else:
+            params = loaded
+    params = apply_overrides(params, overrides)
+    if task is not None:
+        params["task"] = task
+    return name, params
+
+
+@handle_errors
+def train_command(
+    data: str = typer.Option(..., "--data", help="Built-in dataset name (movielens-100k, synthetic...) or a CSV/TSV/Parquet file."),
+    out: Path = typer.Option(..., "--out", help="Directory to write the model artifact to."),
+    model: str | None = typer.Option(None, "--model", help="Registered model name (see `recforge models`)."),
+    task: str | None = typer.Option(None, "--task", help="topn (implicit, ranking) or rating (explicit prediction)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of model settings."),
+    set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Local copy of a built-in dataset."),
+    items: Path | None = typer.Option(None, "--items", help="Item metadata file (id, title, ...) for a plain data file."),
+    columns: str | None = typer.Option(None, "--columns", help="Column mapping, e.g. user=uid,item=movie,rating=stars."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch models."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+) -> None:
+    """Train a model on a dataset and save it as an artifact directory."""
+    from rich.console import Console
+
+    from recforge.data.datasets import load_dataset
+    from recforge.registry import create_model
+
+    console = Console(stderr=True, quiet=quiet)
+    if task is not None and task not in ("topn", "rating"):
+        raise ConfigError(f"--task must be topn or rating, got {task!r}")
+    yaml_name, params = load_params(config, set_, task)
+    name = model or yaml_name
+    if name is None:
+        raise ConfigError("no model given: use --model NAME (see `recforge models`)")
+    if threads is not None:
+        _set_threads(threads)
+    if not quiet and _accepts(name, "verbose"):
+        params.setdefault("verbose", True)
+    recommender = create_model(name, params)
+    with console.status(f"loading {data}"):
+        interactions = load_dataset(data, data_dir=data_dir, columns=_parse_columns(columns), items_file=items)
+    console.print(f"data: {interactions.n_users} users, {interactions.n_items} items, "
+                  f"{len(interactions)} interactions")
+    console.print(f"training {name} ({recommender.config.task})")
+    recommender.fit(interactions)
+    recommender.save(out)
+    console.print(f"trained in {recommender.fit_seconds_:.1f} s; saved to {out}")
+
+
+def _accepts(name: str, field: str) -> bool:
+    from recforge.registry import get_model_class
+
+    return field in get_model_class(name).config_class.model_fields
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _parse_columns(text: str | None) -> dict[str, str] | None:
+    """``user=uid,item=movie`` → {"user_id": "uid", "item_id": "movie"}."""
+    if not text:
+        return None
+    mapping: dict[str, str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not value.strip():
+            raise ConfigError(f"--columns expects name=column pairs, got {part!r}")
+        key = {"user": "user_id", "item": "item_id"}.get(key, key)
+        if key not in ("user_id", "item_id", "rating", "timestamp"):
+            raise ConfigError(f"--columns: unknown field {key!r} (use user, item, rating, timestamp)")
+        mapping[key] = value.strip()
+    return mapping
+
+
+def _load_model(path: Path):  # noqa: ANN202 - returns a Recommender
+    from recforge.registry import load_model
+
+    return load_model(path)
+
+
+def _titles(model: Any, ids: Any) -> list[str]:
+    feats = model.item_features_
+    if feats is None or "title" not in feats.columns:
+        return ["" for _ in ids]
+    titles = feats["title"].astype(str)
+    return [titles.get(str(i), "") for i in ids]
+
+
+@handle_errors
+def recommend_command(
+    model: Path = typer.Option(..., "--model", help="Model artifact directory."),
+    users: str = typer.Option(..., "--users", help="'all' or comma-separated user IDs."),
+    k: int = typer.Option(10, "--k", min=1, max=10_000, help="Items per user."),
+    out: Path | None = typer.Option(None, "--out", help="TSV file to write (user_id item_id rank score)."),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Allow items the user has in training."),
+    unknown: str = typer.Option("error", "--unknown", help="Unknown users: error | skip | popular."),
+) -> None:
+    """Top-K recommendations per user, never an item the user has in training."""
+    if unknown not in ("error", "skip", "popular"):
+        raise ConfigError("--unknown must be error, skip or popular")
+    recommender = _load_model(model)
+    ids = recommender.user_map_.ids if users.strip() == "all" else [u.strip() for u in users.split(",") if u.strip()]
+    if len(ids) == 0:
+        raise DataError("--users names no user")
+    frame = recommender.recommend(ids, k=k, exclude_seen=not include_seen, unknown=unknown)  # type: ignore[arg-type]
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out, sep="\t", index=False, float_format="%.6g")
+        typer.echo(f"wrote {len(frame)} recommendations for {frame['user_id'].nunique()} users to {out}", err=True)
+        return
+    frame.insert(3, "title", _titles(recommender, frame["item_id"]))
+    _print_frame(frame)
+
+
+@handle_errors
+def predict_command(
+    model: Path = typer.Option(..., "--model", help="Model artifact directory."),
+    pairs: Path = typer.Option(..., "--pairs", help="Table with user and item columns (e.g. u1.test)."),
+    out: Path = typer.Option(..., "--out", help="TSV file to write (user_id item_id prediction)."),
+    columns: str | None = typer.Option(None, "--columns", help="Column mapping, e.g. user=uid,item=movie."),
+) -> None:
+    """Predicted score (rating, for rating models) of every (user, item) pair in a file."""
+    import pandas as pd
+
+    from recforge.data.files import read_table
+
+    recommender = _load_model(model)
+    table = read_table(pairs, columns=_parse_columns(columns))
+    preds = recommender.predict(table["user_id"].astype(str), table["item_id"].astype(str))
+    result = pd.DataFrame({"user_id": table["user_id"], "item_id": table["item_id"], "prediction": preds})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out, sep="\t", index=False, float_format="%.6g")
+    unknown = int(((recommender.user_map_.lookup(table["user_id"]) < 0)
+                   | (recommender.item_map_.lookup(table["item_id"]) < 0)).sum())
+    typer.echo(f"wrote {len(result)} predictions to {out} ({unknown} pairs with an unknown user or item "
+               f"got the fallback)", err=True)
+
+
+@handle_errors
+def similar_command(
+    model: Path = typer.Option(..., "--model", help="Model artifact directory."),
+    item: str = typer.Option(..., "--item", help="Item ID."),
+    k: int = typer.Option(10, "--k", min=1, max=10_000, help="Number of similar items."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Items most similar to one item under the model."""
+    recommender = _load_model(model)
+    frame = recommender.similar_items([item], k=k)
+    frame.insert(2, "title", _titles(recommender, frame["similar_item_id"]))
+    if json_out:
+        typer.echo(frame.to_json(orient="records"))
+        return
+    _print_frame(frame)
+
+
+def _print_frame(frame: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*[str(c) for c in frame.columns], box=None)
+    for row in frame.itertuples(index=False):
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    Console().print(table)
