@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from recforge.cli.common import handle_errors
+from recforge.cli.common import handle_errors, parse_columns
 from recforge.errors import ConfigError, DataError
 
 
@@ -58,15 +58,21 @@ def load_params(config: Path | None, overrides: list[str], task: str | None) -> 
 
 @handle_errors
 def train_command(
-    data: str = typer.Option(..., "--data", help="Built-in dataset name (movielens-100k, synthetic...) or a CSV/TSV/Parquet file."),
+    data: str = typer.Option(
+        ..., "--data", help="Built-in dataset name (movielens-100k, synthetic...) or a CSV/TSV/Parquet file."
+    ),
     out: Path = typer.Option(..., "--out", help="Directory to write the model artifact to."),
     model: str | None = typer.Option(None, "--model", help="Registered model name (see `recforge models`)."),
     task: str | None = typer.Option(None, "--task", help="topn (implicit, ranking) or rating (explicit prediction)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file of model settings."),
     set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Local copy of a built-in dataset."),
-    items: Path | None = typer.Option(None, "--items", help="Item metadata file (id, title, ...) for a plain data file."),
-    columns: str | None = typer.Option(None, "--columns", help="Column mapping, e.g. user=uid,item=movie,rating=stars."),
+    items: Path | None = typer.Option(
+        None, "--items", help="Item metadata file (id, title, ...) for a plain data file."
+    ),
+    columns: str | None = typer.Option(
+        None, "--columns", help="Column mapping, e.g. user=uid,item=movie,rating=stars."
+    ),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch models."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
@@ -89,9 +95,8 @@ def train_command(
         params.setdefault("verbose", True)
     recommender = create_model(name, params)
     with console.status(f"loading {data}"):
-        interactions = load_dataset(data, data_dir=data_dir, columns=_parse_columns(columns), items_file=items)
-    console.print(f"data: {interactions.n_users} users, {interactions.n_items} items, "
-                  f"{len(interactions)} interactions")
+        interactions = load_dataset(data, data_dir=data_dir, columns=parse_columns(columns), items_file=items)
+    console.print(f"data: {interactions.n_users} users, {interactions.n_items} items, {len(interactions)} interactions")
     console.print(f"training {name} ({recommender.config.task})")
     recommender.fit(interactions)
     recommender.save(out)
@@ -112,24 +117,7 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _parse_columns(text: str | None) -> dict[str, str] | None:
-    """``user=uid,item=movie`` → {"user_id": "uid", "item_id": "movie"}."""
-    if not text:
-        return None
-    mapping: dict[str, str] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or not value.strip():
-            raise ConfigError(f"--columns expects name=column pairs, got {part!r}")
-        key = {"user": "user_id", "item": "item_id"}.get(key, key)
-        if key not in ("user_id", "item_id", "rating", "timestamp"):
-            raise ConfigError(f"--columns: unknown field {key!r} (use user, item, rating, timestamp)")
-        mapping[key] = value.strip()
-    return mapping
-
-
-def _load_model(path: Path):  # noqa: ANN202 - returns a Recommender
+def _load_model(path: Path):
     from recforge.registry import load_model
 
     return load_model(path)
@@ -179,18 +167,23 @@ def predict_command(
     """Predicted score (rating, for rating models) of every (user, item) pair in a file."""
     import pandas as pd
 
-    from recforge.data.files import read_table
+    from recforge.data.files import read_interactions_frame
 
     recommender = _load_model(model)
-    table = read_table(pairs, columns=_parse_columns(columns))
+    table = read_interactions_frame(pairs, columns=parse_columns(columns))
     preds = recommender.predict(table["user_id"].astype(str), table["item_id"].astype(str))
     result = pd.DataFrame({"user_id": table["user_id"], "item_id": table["item_id"], "prediction": preds})
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, sep="\t", index=False, float_format="%.6g")
-    unknown = int(((recommender.user_map_.lookup(table["user_id"]) < 0)
-                   | (recommender.item_map_.lookup(table["item_id"]) < 0)).sum())
-    typer.echo(f"wrote {len(result)} predictions to {out} ({unknown} pairs with an unknown user or item "
-               f"got the fallback)", err=True)
+    unknown = int(
+        (
+            (recommender.user_map_.lookup(table["user_id"]) < 0) | (recommender.item_map_.lookup(table["item_id"]) < 0)
+        ).sum()
+    )
+    typer.echo(
+        f"wrote {len(result)} predictions to {out} ({unknown} pairs with an unknown user or item got the fallback)",
+        err=True,
+    )
 
 
 @handle_errors

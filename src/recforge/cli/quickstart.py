@@ -13,7 +13,9 @@ DEFAULT_MODEL = "ease"
 
 @handle_errors
 def quickstart_command(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Local MovieLens 100K directory (else download once)."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Local MovieLens 100K directory (else download once)."
+    ),
     synthetic: bool = typer.Option(False, "--synthetic", help="Use the offline synthetic dataset instead."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model to train."),
     out: Path = typer.Option(Path("recforge-quickstart"), "--out", help="Where to save the model and split."),
@@ -33,12 +35,10 @@ def quickstart_command(
     name = "synthetic" if synthetic else "movielens-100k"
     with console.status(f"loading {name}"):
         data = load_dataset(name, data_dir=None if synthetic else data_dir)
-    console.print(f"[bold]1. data[/bold] {name}: {data.n_users} users, {data.n_items} items, "
-                  f"{len(data)} interactions")
+    console.print(f"[bold]1. data[/bold] {name}: {data.n_users} users, {data.n_items} items, {len(data)} interactions")
     train, test = user_ratio_split(data, test_ratio=0.2, seed=seed)
     write_split(train, test, out / "split")
-    console.print(f"[bold]2. split[/bold] per-user 80/20: {len(train)} train, {len(test)} test "
-                  f"→ {out / 'split'}")
+    console.print(f"[bold]2. split[/bold] per-user 80/20: {len(train)} train, {len(test)} test → {out / 'split'}")
     recommender = create_model(model, {"seed": seed})
     with console.status(f"training {model}"):
         recommender.fit(train)
@@ -52,8 +52,11 @@ def quickstart_command(
     console.print(table)
     user = recommender.user_map_.ids[0]
     recs = recommender.recommend([user], k=k)
-    titles = recommender.item_features_["title"] if recommender.item_features_ is not None \
-        and "title" in recommender.item_features_.columns else None
+    titles = (
+        recommender.item_features_["title"]
+        if recommender.item_features_ is not None and "title" in recommender.item_features_.columns
+        else None
+    )
     table = Table("rank", "item", "title", "score", title=f"5. top-{k} for user {user}")
     for row in recs.itertuples(index=False):
         title = str(titles.get(row.item_id, "")) if titles is not None else ""

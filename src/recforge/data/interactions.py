@@ -135,7 +135,8 @@ class Interactions:
         users = frame[user_col]
         items = frame[item_col]
         if users.isna().any() or items.isna().any():
-            raise DataError(f"empty {user_col}/{item_col} values in {int(users.isna().sum() + items.isna().sum())} rows")
+            n_bad = int(users.isna().sum() + items.isna().sum())
+            raise DataError(f"empty {user_col}/{item_col} values in {n_bad} rows")
         users = users.astype(str).to_numpy(dtype=object)
         items = items.astype(str).to_numpy(dtype=object)
 

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from recforge import __version__
 from recforge.config import ModelConfig, parse_config
 from recforge.data.interactions import IdMap, Interactions
-from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedError, UnknownIdError
+from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from recforge.models import artifact
 
 UnknownPolicy = Literal["error", "skip", "popular"]
@@ -235,7 +235,6 @@ class Recommender(ABC):
 
     def _frame(self, keys: np.ndarray, items: np.ndarray, scores: np.ndarray,
                key_col: str, item_col: str) -> pd.DataFrame:
-        n, k = items.shape
         valid = items >= 0
         rows, cols = np.nonzero(valid)
         return pd.DataFrame({
