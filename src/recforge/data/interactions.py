@@ -61,8 +61,7 @@ class IdMap:
 
     def lookup(self, ids: Iterable[object]) -> np.ndarray:
         """Indices of `ids`, with -1 where an ID is unknown."""
-        keys = pd.Index([str(x) for x in ids], dtype=object)
-        return self._index.get_indexer(keys).astype(np.int64)
+        return self._index.get_indexer(_as_str_index(ids)).astype(np.int64)
 
     def to_idx(self, ids: Iterable[object], what: str = "ID") -> np.ndarray:
         """Indices of `ids`; raises UnknownIdError naming the first unknown ones."""
@@ -137,22 +136,21 @@ class Interactions:
         if users.isna().any() or items.isna().any():
             n_bad = int(users.isna().sum() + items.isna().sum())
             raise DataError(f"empty {user_col}/{item_col} values in {n_bad} rows")
-        users = users.astype(str).to_numpy(dtype=object)
-        items = items.astype(str).to_numpy(dtype=object)
+        users = users.astype(str)
+        items = items.astype(str)
 
         ratings = _numeric_column(frame, rating_col, np.float32)
         timestamps = _numeric_column(frame, timestamp_col, np.int64)
 
-        umap = user_map if user_map is not None else IdMap.from_values(users)
-        imap = item_map if item_map is not None else IdMap.from_values(items)
-        uidx, iidx = umap.lookup(users), imap.lookup(items)
+        umap, uidx = _encode(users, user_map)
+        imap, iidx = _encode(items, item_map)
         bad = (uidx < 0) | (iidx < 0)
         if bad.any():
             if unknown == "error":
                 first = int(np.flatnonzero(bad)[0])
                 raise UnknownIdError(
                     f"{int(bad.sum())} rows have IDs unknown to the map "
-                    f"(first: user {users[first]!r}, item {items[first]!r})"
+                    f"(first: user {users.iloc[first]!r}, item {items.iloc[first]!r})"
                 )
             keep = ~bad
             uidx, iidx = uidx[keep], iidx[keep]
@@ -254,8 +252,13 @@ class Interactions:
         if len(self) == 0:
             return self
         key = self.user_idx.astype(np.int64) * max(self.n_items, 1) + self.item_idx
-        ts = self.timestamps if self.timestamps is not None else np.zeros(len(self), np.int64)
-        order = np.lexsort((np.arange(len(self)), ts, key))
+        sorted_key = np.sort(key)
+        if not (sorted_key[1:] == sorted_key[:-1]).any():
+            return self
+        # two stable sorts: by time, then by pair — equal pairs end oldest → latest
+        order = np.argsort(self.timestamps, kind="stable") if self.timestamps is not None \
+            else np.arange(len(self))
+        order = order[np.argsort(key[order], kind="stable")]
         last = np.ones(len(order), bool)
         last[:-1] = key[order][1:] != key[order][:-1]
         keep = np.sort(order[last])
@@ -310,6 +313,25 @@ class Interactions:
         if feats is None or "title" not in feats.columns:
             return {}
         return feats["title"].dropna().astype(str).to_dict()
+
+
+def _as_str_index(ids: Iterable[object]) -> pd.Index:
+    """IDs as an object Index of strings (vectorized for arrays, Series and Indexes)."""
+    if isinstance(ids, pd.Series | pd.Index | np.ndarray):
+        arr = np.asarray(ids)
+        if arr.dtype != object or not all(isinstance(x, str) for x in arr[:64]):
+            arr = arr.astype(str)
+        return pd.Index(arr.astype(object), dtype=object)
+    return pd.Index([str(x) for x in ids], dtype=object)
+
+
+def _encode(values: pd.Series, given: IdMap | None) -> tuple[IdMap, np.ndarray]:
+    """(map, indices) of string IDs: factorize once, then sort only the distinct values."""
+    if given is not None:
+        return given, given.lookup(values)
+    codes, uniques = pd.factorize(values)  # arrow-backed strings factorize in C++
+    idmap = IdMap.from_values(uniques)
+    return idmap, idmap.lookup(uniques)[codes]
 
 
 def _numeric_column(frame: pd.DataFrame, col: str | None, dtype: type) -> np.ndarray | None:
