@@ -45,7 +45,8 @@ def quickstart_command(
     recommender.save(out / "model")
     console.print(f"[bold]3. train[/bold] {model} in {recommender.fit_seconds_:.1f} s → {out / 'model'}")
     result = evaluate_topn(recommender, test, ks=(10, 20))
-    table = Table("metric", "value", title="4. evaluation (full ranking, seen items excluded)")
+    console.print(f"[bold]4. evaluate[/bold] {result.users} test users, full ranking, training items excluded")
+    table = Table("metric", "value")
     for metric in ("ndcg@10", "recall@20", "precision@10", "hr@10", "map@10", "mrr@10", "coverage@20"):
         if metric in result.metrics:
             table.add_row(metric, f"{result.metrics[metric]:.4f}")
@@ -57,7 +58,8 @@ def quickstart_command(
         if recommender.item_features_ is not None and "title" in recommender.item_features_.columns
         else None
     )
-    table = Table("rank", "item", "title", "score", title=f"5. top-{k} for user {user}")
+    console.print(f"[bold]5. recommend[/bold] top-{k} for user {user}")
+    table = Table("rank", "item", "title", "score")
     for row in recs.itertuples(index=False):
         title = str(titles.get(row.item_id, "")) if titles is not None else ""
         table.add_row(str(row.rank), str(row.item_id), title, f"{row.score:.4f}")
