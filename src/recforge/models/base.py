@@ -121,12 +121,16 @@ class Recommender(ABC):
     # ------------------------------------------------------------------ facts
     @property
     def n_users(self) -> int:
-        self._check_fitted()
+        """Users known to the model (available from `_fit`/`_set_state` on)."""
+        if not hasattr(self, "user_map_"):
+            self._check_fitted()
         return len(self.user_map_)
 
     @property
     def n_items(self) -> int:
-        self._check_fitted()
+        """Items known to the model (available from `_fit`/`_set_state` on)."""
+        if not hasattr(self, "item_map_"):
+            self._check_fitted()
         return len(self.item_map_)
 
     def _check_fitted(self) -> None:

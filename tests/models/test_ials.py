@@ -1,0 +1,139 @@
+"""ImplicitALS: conformance, solver known answers, ALS descent, ML-100K floor."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import yaml
+
+from recforge.data.interactions import Interactions
+from recforge.models.ials import (
+    CONFIDENCE_SHARE,
+    IALSConfig,
+    ImplicitALS,
+    _row_regularization,
+    als_step,
+)
+from recforge.registry import create_model
+from recforge.testing import check_recommender, tiny_interactions
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml-100k"
+FAST = dict(factors=8, iterations=5)
+
+
+def _problem(seed: int = 0, n_rows: int = 30, n_cols: int = 12, d: int = 4):
+    """Random sparse weights (α r on observed cells), factors Y and per-row penalties."""
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_rows, n_cols)) < 0.3) * rng.integers(1, 6, (n_rows, n_cols))
+    dense[0] = 0  # a row without interactions
+    weights = sp.csr_matrix((2.0 * dense).astype(np.float32))
+    Y = rng.normal(size=(n_cols, d)).astype(np.float32)
+    reg = rng.uniform(0.5, 2.0, n_rows).astype(np.float32)
+    return weights, Y, reg
+
+
+def _normal_equations(weights: sp.csr_matrix, Y: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Each row's solution of (Yᵀ C_u Y + λ_u I) x = Yᵀ C_u p_u, one user at a time."""
+    W = weights.toarray().astype(np.float64)
+    Y = Y.astype(np.float64)
+    out = []
+    for u in range(W.shape[0]):
+        C = np.diag(1.0 + W[u])
+        p = (W[u] > 0).astype(float)
+        out.append(np.linalg.solve(Y.T @ C @ Y + reg[u] * np.eye(Y.shape[1]), Y.T @ C @ p))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("solver", ["cg", "exact"])
+def test_conformance(solver):
+    check_recommender(lambda: create_model("ials", solver=solver, **FAST))
+
+
+def test_exact_step_solves_the_normal_equations():
+    weights, Y, reg = _problem()
+    X = als_step(weights, Y, np.zeros((30, 4), np.float32), reg, solver="exact")
+    np.testing.assert_allclose(X, _normal_equations(weights, Y, reg), rtol=1e-3, atol=1e-4)
+
+
+def test_cg_converges_to_the_exact_solution():
+    weights, Y, reg = _problem(seed=1)
+    exact = als_step(weights, Y, np.zeros((30, 4), np.float32), reg, solver="exact")
+    # d CG steps solve a d-dimensional SPD system (up to rounding)
+    cg = als_step(weights, Y, np.zeros((30, 4), np.float32), reg, solver="cg", cg_steps=8)
+    np.testing.assert_allclose(cg, exact, rtol=1e-3, atol=1e-4)
+    one = als_step(weights, Y, np.zeros((30, 4), np.float32), reg, solver="cg", cg_steps=1)
+    assert np.abs(one - exact).max() > 1e-3  # one step is not yet there
+
+
+def test_cg_and_exact_models_agree():
+    data, _ = tiny_interactions()
+    exact = ImplicitALS(factors=4, iterations=4, solver="exact").fit(data)
+    cg = ImplicitALS(factors=4, iterations=4, solver="cg", cg_steps=8).fit(data)
+    np.testing.assert_allclose(cg.score(np.arange(data.n_users)),
+                               exact.score(np.arange(data.n_users)), atol=1e-3)
+
+
+def _objective(model: ImplicitALS, weights: np.ndarray, lam: float, nu: float) -> float:
+    """Σ c (p − xᵀy)² + Σ_u λ_u ‖x_u‖² + Σ_i λ_i ‖y_i‖², in float64."""
+    X, Y = model.user_factors_.astype(float), model.item_factors_.astype(float)
+    err = (weights > 0) - X @ Y.T
+    reg_u = _row_regularization(sp.csr_matrix(weights), lam, nu)
+    reg_i = _row_regularization(sp.csr_matrix(weights.T), lam, nu)
+    return float(((1.0 + weights) * err**2).sum() + reg_u @ (X**2).sum(axis=1)
+                 + reg_i @ (Y**2).sum(axis=1))
+
+
+@pytest.mark.parametrize(("lam", "nu"), [(0.5, 0.0), (0.02, 1.0)])
+def test_each_exact_sweep_lowers_the_objective(lam, nu):
+    data, _ = tiny_interactions()
+    weights = 3.0 * data.csr(binary=True).toarray()
+    losses = [
+        _objective(ImplicitALS(factors=3, iterations=n, alpha=3.0, regularization=lam,
+                               reg_exponent=nu, solver="exact").fit(data), weights, lam, nu)
+        for n in (1, 2, 4, 8)
+    ]
+    assert (np.diff(losses) < 0).all(), losses
+
+
+def test_frequency_scaled_regularization():
+    weights = sp.csr_matrix(np.array([[0, 5.0, 0], [5.0, 5.0, 5.0]], np.float32))
+    np.testing.assert_allclose(_row_regularization(weights, 2.0, 0.0), [2.0, 2.0])
+    # λ · (n_cols + Σ α r): the rows' total confidence
+    np.testing.assert_allclose(_row_regularization(weights, 2.0, 1.0), [2.0 * 8, 2.0 * 18])
+
+
+def test_default_alpha_scales_with_density():
+    data, _ = tiny_interactions()
+    expected = CONFIDENCE_SHARE * data.n_users * data.n_items / len(data)
+    assert ImplicitALS(**FAST).fit(data).alpha_ == pytest.approx(expected)
+    assert ImplicitALS(**FAST, alpha=3.0).fit(data).alpha_ == 3.0
+
+
+def test_ratings_as_confidence_change_the_model():
+    data, _ = tiny_interactions()
+    binary = ImplicitALS(**FAST).fit(data)
+    rated = ImplicitALS(**FAST, implicit=False).fit(data)
+    assert not np.allclose(binary.item_factors_, rated.item_factors_)
+    assert binary.item_embeddings() is binary.item_factors_
+
+
+def test_yaml_holds_the_defaults():
+    values = yaml.safe_load((ROOT / "configs" / "ml100k" / "ials.yaml").read_text())
+    assert IALSConfig(**values) == IALSConfig()
+
+
+@pytest.mark.slow
+def test_quality_floor_ials():
+    from recforge.evaluation.evaluate import evaluate_topn
+
+    paths = [BENCH / "topn_train.tsv", BENCH / "topn_test.tsv"]
+    if not all(p.is_file() for p in paths):
+        pytest.skip(f"benchmark data not found at {BENCH}")
+    train, test = (pd.read_csv(p, sep="\t", dtype={"user_id": str, "item_id": str})
+                   for p in paths)
+    model = create_model("ials").fit(Interactions.from_frame(train))
+    metrics = evaluate_topn(model, test, ks=(10, 20)).metrics
+    assert metrics["ndcg@10"] >= 0.425, metrics
