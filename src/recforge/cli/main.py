@@ -16,6 +16,7 @@ from recforge.cli import models as model_commands
 from recforge.cli.data import app as data_app
 from recforge.cli.evaluate import benchmark_command, evaluate_command
 from recforge.cli.quickstart import quickstart_command
+from recforge.cli.serve import keys_app, retrain_command, serve_command
 
 app = typer.Typer(
     name="recforge",
@@ -33,6 +34,9 @@ app.command("similar")(model_commands.similar_command)
 app.command("evaluate")(evaluate_command)
 app.command("benchmark")(benchmark_command)
 app.command("quickstart")(quickstart_command)
+app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys (only hashes are stored).")
+app.command("serve")(serve_command)
+app.command("retrain")(retrain_command)
 
 
 def _version(value: bool) -> None:

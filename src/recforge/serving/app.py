@@ -1,0 +1,451 @@
+"""The recommendation service: `create_app(model_dir, ...) -> FastAPI`, no process globals.
+
+Everything a request needs (live model, event store, keys, metrics) is built here and
+captured by the route closures, so two apps in one process never share state. Endpoints
+are plain ``def`` functions: FastAPI runs them in its thread pool, so vectorized numpy
+scoring never blocks the event loop, and the model is shared read-only between threads.
+
+Errors are always one JSON line ``{"detail": "..."}``: 400 malformed JSON, 401 missing or
+wrong key, 403 wrong scope, 404 unknown ID, 413 body too large, 422 invalid input,
+503 store unavailable. A 500 only for a bug, without a traceback in the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request, Security
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from recforge import __version__
+from recforge.errors import DataError, RecforgeError, UnknownIdError
+from recforge.serving import schemas as s
+from recforge.serving.auth import HEADER, KeyEntry, KeyRing
+from recforge.serving.metrics import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
+from recforge.serving.state import LoadedModel, ModelHolder, Ranked, ReloadSync, finite
+from recforge.serving.store import Event, EventStore, StoreError, default_store_url
+
+log = logging.getLogger("recforge.serving")
+WEB_DIR = Path(__file__).resolve().parent / "web"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+UserId = Annotated[str, PathParam(min_length=1, max_length=256, description="User ID (a string)")]
+ItemId = Annotated[str, PathParam(min_length=1, max_length=256, description="Item ID (a string)")]
+KQuery = Annotated[int, Query(ge=1, le=s.MAX_K, description=f"Number of items, 1..{s.MAX_K}")]
+
+
+@dataclass
+class Service:
+    """What the routes of one app share: built by `create_app`, read-only afterwards."""
+
+    holder: ModelHolder
+    store: EventStore
+    keys: KeyRing
+    metrics: ServiceMetrics
+    public_metrics: bool
+    sync: ReloadSync
+
+
+def create_app(
+    model_dir: str | Path,
+    store_url: str | None = None,
+    keys_file: str | Path | None = None,
+    public_metrics: bool = False,
+    *,
+    max_body_bytes: int = s.MAX_BODY_BYTES,
+    table_prefix: str = "",
+    launch_id: str | None = None,
+    sync_interval: float = 2.0,
+) -> FastAPI:
+    """Build the service for the artifact in `model_dir`.
+
+    `store_url`: any SQLAlchemy URL; default ``sqlite:///<model_dir>-events.db`` beside the
+    artifact. `keys_file`: API keys (see `recforge keys create`); None serves without keys,
+    which `recforge serve` allows on a loopback address only. Raises ArtifactError,
+    StoreError or ConfigError (one line each) when something cannot be opened.
+
+    Apps sharing a store (same URL and `table_prefix`) are one service: a reload on any of
+    them reaches the others within `sync_interval` seconds. `launch_id` is shared by the
+    workers of one `recforge serve` launch, so a restarted worker serves the reloaded model.
+    """
+    loaded = LoadedModel.load(model_dir)
+    keys = KeyRing(keys_file)
+    store = EventStore.open(store_url or default_store_url(model_dir), table_prefix=table_prefix)
+    metrics = ServiceMetrics()
+    metrics.set_model(loaded.info)
+    holder = ModelHolder(loaded)
+
+    def on_swap(new: LoadedModel | None) -> None:
+        metrics.reloads.labels(result="ok" if new is not None else "failed").inc()
+        if new is not None:
+            metrics.set_model(new.info)
+
+    sync = ReloadSync(holder, store, launch_id or uuid.uuid4().hex, sync_interval, on_swap)
+    svc = Service(holder, store, keys, metrics, public_metrics, sync)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sync.start()
+        try:
+            yield
+        finally:
+            sync.stop()
+            store.close()
+
+    app = FastAPI(
+        title="recforge",
+        version=__version__,
+        summary="Recommendations, similar items, scores and live events from a recforge model.",
+        description=("Send the API key in the `X-API-Key` header. Read keys can use every "
+                     "`/v1` endpoint except `/v1/admin/*`, which needs an admin key."),
+        lifespan=lifespan,
+        responses={401: {"model": s.ErrorOut}, 403: {"model": s.ErrorOut}, 422: {"model": s.ErrorOut}},
+    )
+    app.state.service = svc
+    _install_error_handlers(app)
+    app.add_middleware(s.BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    read = _require(keys, "read")
+    admin = _require(keys, "admin")
+    _ops_routes(app, svc, read)
+    _read_routes(app, svc, read)
+    _admin_routes(app, svc, admin)
+    _web_routes(app)
+    return app
+
+
+# ---------------------------------------------------------------------- auth
+_api_key = APIKeyHeader(name=HEADER, auto_error=False, description="API key (`recforge keys create`)")
+
+
+def _require(keys: KeyRing, scope: str) -> Any:
+    """Dependency: the caller's key entry, or 401 (no/wrong key) / 403 (scope too small)."""
+
+    def dependency(key: Annotated[str | None, Security(_api_key)] = None) -> KeyEntry:
+        if keys.open:
+            return keys.identify(None)  # type: ignore[return-value]
+        if not key:
+            raise HTTPException(401, f"missing API key: send it in the {HEADER} header",
+                                headers={"WWW-Authenticate": "APIKey"})
+        entry = keys.identify(key)
+        if entry is None:
+            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "APIKey"})
+        if not entry.allows(scope):
+            raise HTTPException(403, f"key {entry.name!r} has scope {entry.scope!r}; "
+                                     f"this needs {scope!r}")
+        return entry
+
+    return Depends(dependency)
+
+
+# ---------------------------------------------------------------------- errors
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        for err in errors:
+            if err.get("type") == "json_invalid":
+                where = err.get("ctx", {}).get("error", "")
+                return JSONResponse({"detail": f"malformed JSON body{': ' + str(where) if where else ''}"},
+                                    status_code=400)
+        parts = []
+        for err in errors[:10]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            msg = err.get("msg", "invalid")
+            if loc == "body" and err.get("type") == "missing":
+                msg = "a JSON object is required"
+            elif loc == "body" and err.get("type") in ("model_attributes_type", "dict_type"):
+                msg = "must be a JSON object sent with Content-Type: application/json"
+            parts.append(f"{loc}: {msg}")
+        more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        detail = "; ".join(parts) + more
+        slim = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+                for e in errors[:50]]
+        return JSONResponse({"detail": detail, "errors": slim}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RecforgeError)
+    async def _recforge(_request: Request, exc: RecforgeError) -> JSONResponse:
+        if isinstance(exc, UnknownIdError):
+            status = 404
+        elif isinstance(exc, StoreError):
+            status = 503
+        elif isinstance(exc, DataError | ValueError):
+            status = 422
+        else:
+            status = 503
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
+
+
+# ---------------------------------------------------------------------- response helpers
+def _model(lm: LoadedModel) -> s.ModelInfo:
+    return s.ModelInfo(**lm.info)
+
+
+def _rec_items(lm: LoadedModel, ranked: Ranked, explanations: list[dict[str, Any]] | None) -> list[s.RecItem]:
+    ids = lm.model.item_map_.ids
+    return [
+        s.RecItem(item_id=str(ids[i]), score=finite(sc), rank=r + 1, title=lm.title(int(i)),
+                  explanation=s.Explanation(**explanations[r]) if explanations else None)
+        for r, (i, sc) in enumerate(zip(ranked.items, ranked.scores, strict=True))
+    ]
+
+
+def _user_history(lm: LoadedModel, user_id: str, event_items: list[str]) -> np.ndarray:
+    """Known item indices the user interacted with: training ∪ stored events."""
+    uidx = lm.user_idx(user_id)
+    train = lm.train_history(uidx)[0] if uidx >= 0 else np.empty(0, np.int64)
+    return np.union1d(train, lm.known_items(event_items)).astype(np.int64)
+
+
+def _known_item(lm: LoadedModel, item_id: str) -> int:
+    idx = lm.item_idx(item_id)
+    if idx < 0:
+        raise UnknownIdError(f"unknown item: {item_id}")
+    return idx
+
+
+# ---------------------------------------------------------------------- routes
+def _ops_routes(app: FastAPI, svc: Service, read: Any) -> None:
+    @app.get("/healthz", response_model=s.Status, tags=["operations"],
+             summary="Liveness: the process answers")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=s.Status, tags=["operations"],
+             responses={503: {"model": s.ErrorOut}},
+             summary="Readiness: a model is loaded and the event store answers")
+    def readyz() -> Any:
+        try:
+            svc.store.ping()
+        except StoreError:
+            return JSONResponse({"detail": "not ready"}, status_code=503)
+        return {"status": "ready"}
+
+    metrics_deps = [] if svc.public_metrics else [read]
+
+    @app.get("/metrics", tags=["operations"], dependencies=metrics_deps,
+             response_class=Response, summary="Prometheus metrics (text exposition format)")
+    def metrics() -> Response:
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
+    store, holder, metrics = svc.store, svc.holder, svc.metrics
+
+    @app.get("/v1/model", response_model=s.ModelInfo, dependencies=[read], tags=["model"],
+             summary="The model being served")
+    def model_info() -> Any:
+        return _model(holder.current)
+
+    @app.get("/v1/users", response_model=s.Users, dependencies=[read], tags=["users"],
+             summary="User IDs the model was trained on, in index order")
+    def users(offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        ids = holder.current.model.user_map_.ids
+        return {"users": [str(u) for u in ids[offset:offset + limit]], "total": len(ids),
+                "offset": offset, "limit": limit}
+
+    @app.get("/v1/users/{user_id}/recommendations", response_model=s.Recommendations,
+             dependencies=[read], tags=["recommendations"],
+             summary="Top-k items for a user; unknown users get the popularity fallback")
+    def user_recommendations(
+        user_id: UserId,
+        k: KQuery = 10,
+        exclude_seen: Annotated[bool, Query(description="Leave out training and event items")] = True,
+        explain: Annotated[bool, Query(description="Say which history items each one is like")] = False,
+    ) -> Any:
+        lm = holder.current
+        events = store.items_for_users([user_id]) if exclude_seen or explain else {}
+        ranked = lm.recommend([user_id], k, exclude_seen, events)[0]
+        if ranked.fallback:
+            metrics.fallbacks.labels(kind=ranked.fallback).inc()
+        expl = None
+        if explain:
+            history = _user_history(lm, user_id, events.get(user_id, []))
+            expl = lm.explain(ranked, history, "similar_to_history")
+        return {"user_id": user_id, "items": _rec_items(lm, ranked, expl),
+                "fallback": ranked.fallback, "model": _model(lm)}
+
+    @app.post("/v1/recommendations", response_model=s.BatchRecommendations, dependencies=[read],
+              tags=["recommendations"],
+              summary="A batch of users, or an anonymous session of items (item similarity)")
+    def batch_recommendations(body: s.RecommendationsIn) -> Any:
+        lm = holder.current
+        if body.items is not None:
+            idx = lm.model.item_map_.lookup(body.items)
+            unknown = [i for i, j in zip(body.items, idx, strict=True) if j < 0]
+            session = np.unique(idx[idx >= 0])
+            ranked = lm.session(session, body.k)
+            if ranked.fallback:
+                metrics.fallbacks.labels(kind=ranked.fallback).inc()
+            expl = lm.explain(ranked, session, "similar_to_session") if body.explain else None
+            result = {"user_id": None, "items": _rec_items(lm, ranked, expl), "fallback": ranked.fallback}
+            return {"results": [result], "unknown_items": unknown, "model": _model(lm)}
+        user_ids = body.user_ids or []
+        events = store.items_for_users(user_ids) if body.exclude_seen or body.explain else {}
+        results = []
+        for user_id, ranked in zip(user_ids, lm.recommend(user_ids, body.k, body.exclude_seen, events),
+                                   strict=True):
+            if ranked.fallback:
+                metrics.fallbacks.labels(kind=ranked.fallback).inc()
+            expl = None
+            if body.explain:
+                expl = lm.explain(ranked, _user_history(lm, user_id, events.get(user_id, [])),
+                                  "similar_to_history")
+            results.append({"user_id": user_id, "items": _rec_items(lm, ranked, expl),
+                            "fallback": ranked.fallback})
+        return {"results": results, "unknown_items": [], "model": _model(lm)}
+
+    @app.get("/v1/users/{user_id}/history", response_model=s.History, dependencies=[read],
+             tags=["users"], summary="A user's training items (with ratings) and stored events")
+    def history(user_id: UserId, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+        lm = holder.current
+        ids = lm.model.item_map_.ids
+        items: list[dict[str, Any]] = []
+        for ev in store.user_events(user_id, limit):
+            idx = lm.item_idx(ev["item_id"])
+            items.append({"item_id": ev["item_id"], "title": lm.title(idx), "rating": ev["rating"],
+                          "source": "event", "type": ev["type"], "timestamp": ev["timestamp"]})
+        uidx = lm.user_idx(user_id)
+        if uidx >= 0 and len(items) < limit:
+            train, ratings = lm.train_history(uidx)
+            order = np.argsort(-ratings, kind="stable") if ratings is not None else np.arange(len(train))
+            for j in order[: limit - len(items)]:
+                items.append({"item_id": str(ids[train[j]]), "title": lm.title(int(train[j])),
+                              "rating": None if ratings is None else finite(ratings[j]),
+                              "source": "training"})
+        return {"user_id": user_id, "known": uidx >= 0, "items": items}
+
+    @app.get("/v1/items/{item_id}", response_model=s.Item, dependencies=[read], tags=["items"],
+             responses={404: {"model": s.ErrorOut}}, summary="Item metadata (title, features)")
+    def item(item_id: ItemId) -> Any:
+        lm = holder.current
+        idx = _known_item(lm, item_id)
+        features: dict[str, Any] = {}
+        frame = lm.model.item_features_
+        if frame is not None and item_id in frame.index:
+            row = frame.loc[item_id]
+            if getattr(row, "ndim", 1) == 2:
+                row = row.iloc[0]
+            features = {str(c): _json_value(v) for c, v in row.items()}
+        return {"item_id": item_id, "title": lm.title(idx),
+                "popularity": int(lm.model.item_popularity_[idx]), "features": features}
+
+    @app.get("/v1/items/{item_id}/similar", response_model=s.Similar, dependencies=[read],
+             tags=["items"], responses={404: {"model": s.ErrorOut}}, summary="The k most similar items")
+    def similar(item_id: ItemId, k: KQuery = 10) -> Any:
+        lm = holder.current
+        idx = _known_item(lm, item_id)
+        ranked = lm.similar(idx, k)
+        ids = lm.model.item_map_.ids
+        items = [{"item_id": str(ids[i]), "score": finite(sc), "rank": r + 1, "title": lm.title(int(i))}
+                 for r, (i, sc) in enumerate(zip(ranked.items, ranked.scores, strict=True))]
+        return {"item_id": item_id, "title": lm.title(idx), "items": items, "model": _model(lm)}
+
+    @app.post("/v1/score", response_model=s.Scores, dependencies=[read], tags=["recommendations"],
+              summary="Scores of (user, item) pairs; unknown IDs get the model's cold-start value")
+    def score(body: s.ScoreIn) -> Any:
+        lm = holder.current
+        users = [p.user_id for p in body.pairs]
+        items = [p.item_id for p in body.pairs]
+        uidx = lm.model.user_map_.lookup(users)
+        iidx = lm.model.item_map_.lookup(items)
+        values = lm.model.predict_idx(uidx, iidx)
+        return {"scores": [
+            {"user_id": u, "item_id": i, "score": finite(v), "known_user": bool(a >= 0),
+             "known_item": bool(b >= 0)}
+            for u, i, v, a, b in zip(users, items, values, uidx, iidx, strict=True)
+        ], "model": _model(lm)}
+
+    @app.post("/v1/events", response_model=s.EventsOut, dependencies=[read], tags=["events"],
+              responses={503: {"model": s.ErrorOut}},
+              summary="Append interactions: durable before the answer, idempotent by key")
+    def events(body: s.EventsIn) -> Any:
+        batch = [Event(user_id=e.user_id, item_id=e.item_id, rating=e.rating, type=e.type,
+                       timestamp=e.timestamp, idempotency_key=e.idempotency_key) for e in body.events]
+        status = store.add_events(batch)
+        stored = sum(status)
+        metrics.events_stored.inc(stored)
+        metrics.events_duplicate.inc(len(status) - stored)
+        return {"stored": stored, "duplicates": len(status) - stored, "results": [
+            {"idempotency_key": e.idempotency_key, "status": "stored" if ok else "duplicate"}
+            for e, ok in zip(batch, status, strict=True)
+        ]}
+
+
+def _admin_routes(app: FastAPI, svc: Service, admin: Any) -> None:
+    @app.post("/v1/admin/reload", response_model=s.Reloaded, dependencies=[admin], tags=["admin"],
+              responses={422: {"model": s.ErrorOut}},
+              summary="Swap to a new artifact; if it fails to load or validate, the old one stays",
+              description="The worker that receives the call loads and validates the artifact, "
+                          "swaps, and publishes it in the store; the other workers sharing the "
+                          "store follow within a few seconds.")
+    def reload(body: s.ReloadIn | None = None) -> Any:
+        current = svc.holder.current
+        target = body.model_dir if body is not None else None
+        try:
+            new, old = svc.holder.reload(target)
+        except Exception as exc:  # anything wrong with the new artifact keeps the old model
+            svc.metrics.reloads.labels(result="failed").inc()
+            msg = str(exc) if isinstance(exc, RecforgeError) else f"{type(exc).__name__}: {exc}"
+            msg = msg.splitlines()[0] if msg else type(exc).__name__
+            log.warning("reload failed, still serving %s: %s", current.info["version"], msg)
+            raise HTTPException(422, f"reload failed; still serving model {current.info['name']} "
+                                     f"version {current.info['version']}: {msg}") from None
+        svc.metrics.reloads.labels(result="ok").inc()
+        svc.metrics.set_model(new.info)
+        log.info("reloaded model %s version %s", new.info["name"], new.info["version"])
+        try:
+            svc.sync.publish(new)
+            propagated = True
+        except StoreError as exc:
+            log.warning("reloaded here, but could not tell the other workers: %s", exc)
+            propagated = False
+        return {"model": _model(new), "previous": _model(old), "propagated": propagated}
+
+
+def _web_routes(app: FastAPI) -> None:
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", headers=_PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+
+def _json_value(value: Any) -> Any:
+    """A feature value as plain JSON (numpy scalars unwrapped, NaN → None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    return str(value)
+

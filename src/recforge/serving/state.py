@@ -1,0 +1,362 @@
+"""The served model: a loaded, validated artifact plus the scoring the endpoints need.
+
+`LoadedModel` is immutable once built and shared read-only by every request thread.
+`ModelHolder` swaps it atomically on reload: a request reads ``holder.current`` once and
+works with that snapshot to the end, so a reload never mixes two models in one answer. A new
+artifact is loaded and validated completely before the swap; if that fails, the old model
+keeps serving and the error is raised to the caller.
+
+Scoring is vectorized: seen-item exclusion of events stored since training asks the model
+for ``k + n_extra`` items and drops the extra ones, so the base class's blocked top-K does
+all the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recforge.errors import ArtifactError
+from recforge.models.base import Recommender
+
+#: similarity rows of a session are summed in blocks of this many items
+_SESSION_BLOCK = 64
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One ranked list: item indices and scores, best first, plus the fallback used (if any)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    fallback: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A validated artifact and what the service derives from it once, at load time."""
+
+    model: Recommender
+    directory: Path
+    info: dict[str, Any]
+    titles: np.ndarray  # object array, per item index: title or None
+    train_ratings: np.ndarray | None  # aligned with model.seen_.indices
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, directory: str | Path) -> LoadedModel:
+        """Load and validate an artifact; ArtifactError (one line) if it is unusable."""
+        from recforge import __version__
+        from recforge.models import artifact
+
+        path = Path(directory).resolve()
+        meta_bytes = _read_meta(path)
+        model = Recommender.load(path)
+        meta = artifact.read_json(path / "meta.json")
+        info = {
+            "name": str(meta.get("model", model.name)),
+            "version": hashlib.sha256(meta_bytes).hexdigest()[:12],
+            "fingerprint": str(meta.get("fingerprint", "")),
+            "created": str(meta.get("created", "")),
+            "task": str(model.config.task),
+            "n_users": model.n_users,
+            "n_items": model.n_items,
+            "recforge_version": str(meta.get("recforge_version", __version__)),
+        }
+        titles = np.full(model.n_items, None, dtype=object)
+        features = model.item_features_
+        if features is not None and "title" in features.columns:
+            col = features["title"].reindex(pd.Index(model.item_map_.ids, dtype=object))
+            present = col.notna().to_numpy()
+            titles[present] = col[present].astype(str).to_numpy(dtype=object)
+        loaded = cls(model=model, directory=path, info=info, titles=titles,
+                     train_ratings=model.training_interactions().ratings)
+        loaded.validate()
+        return loaded
+
+    def validate(self) -> None:
+        """Exercise the scoring paths once; a model that cannot score is refused."""
+        m = self.model
+        try:
+            if m.n_items < 1:
+                raise ValueError("the model knows no items")
+            k = min(5, m.n_items)
+            items, scores = m.popular_idx(k)
+            if items.shape != (k,):
+                raise ValueError("popularity ranking has the wrong shape")
+            if m.n_users > 0:
+                items, scores = m.recommend_idx(np.array([0]), k, exclude_seen=False)
+                if items.shape != (1, k) or np.isnan(scores).any():
+                    raise ValueError("scores have the wrong shape or are NaN")
+            sims = m.similar_idx(np.array([0]))
+            if np.asarray(sims).shape != (1, m.n_items):
+                raise ValueError("item similarities have the wrong shape")
+        except ArtifactError:
+            raise
+        except Exception as exc:
+            raise ArtifactError(f"{self.directory} failed validation: {type(exc).__name__}: {exc}") from None
+
+    # ------------------------------------------------------------------ facts
+    def title(self, idx: int) -> str | None:
+        return self.titles[idx] if idx >= 0 else None
+
+    def item_idx(self, item_id: str) -> int:
+        """Index of a raw item ID, -1 when unknown."""
+        return int(self.model.item_map_.lookup([item_id])[0])
+
+    def user_idx(self, user_id: str) -> int:
+        return int(self.model.user_map_.lookup([user_id])[0])
+
+    def known_items(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Indices of the known ones among `item_ids` (unknown IDs dropped)."""
+        if not item_ids:
+            return np.empty(0, np.int64)
+        idx = self.model.item_map_.lookup(item_ids)
+        return idx[idx >= 0]
+
+    def train_history(self, uidx: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Training items of a known user and their ratings (None for implicit data)."""
+        seen = self.model.seen_
+        lo, hi = seen.indptr[uidx], seen.indptr[uidx + 1]
+        ratings = self.train_ratings[lo:hi] if self.train_ratings is not None else None
+        return seen.indices[lo:hi], ratings
+
+    # ------------------------------------------------------------------ ranking
+    def recommend(self, user_ids: Sequence[str], k: int, exclude_seen: bool,
+                  extra_seen: dict[str, list[str]]) -> list[Ranked]:
+        """Top-`k` per user; unknown users get popularity. `extra_seen`: user → event items.
+
+        With `exclude_seen`, items of events stored since training (`extra_seen`) are left out
+        as well as the training items: the model ranks ``k + n_extra`` items in one vectorized
+        call and the extra ones are filtered out afterwards.
+        """
+        m = self.model
+        uidx = m.user_map_.lookup(user_ids)
+        extras = [self.known_items(extra_seen.get(u, [])) if exclude_seen else np.empty(0, np.int64)
+                  for u in user_ids]
+        n_extra = max((len(e) for e in extras), default=0)
+        k_req = min(k + n_extra, m.n_items)
+        known = uidx >= 0
+        out: list[Ranked | None] = [None] * len(user_ids)
+        if known.any():
+            items, scores = m.recommend_idx(uidx[known], k_req, exclude_seen)
+            for row, i in enumerate(np.flatnonzero(known)):
+                out[i] = _take(items[row], scores[row], extras[i], k)
+        if (~known).any():
+            pop_items, pop_scores = m.popular_idx(k_req)
+            for i in np.flatnonzero(~known):
+                ranked = _take(pop_items, pop_scores, extras[i], k)
+                out[i] = Ranked(ranked.items, ranked.scores, "popularity")
+        return [r for r in out if r is not None]
+
+    def session(self, item_idx: np.ndarray, k: int) -> Ranked:
+        """Items for an anonymous session: summed item-item similarity, session items excluded.
+
+        Ties (e.g. items similar to none of the session) are broken by popularity; a session
+        with no known item gets the popularity fallback.
+        """
+        m = self.model
+        if len(item_idx) == 0:
+            items, scores = m.popular_idx(min(k, m.n_items))
+            return Ranked(items[items >= 0], scores[items >= 0], "popularity")
+        total = np.zeros(m.n_items, np.float64)
+        for start in range(0, len(item_idx), _SESSION_BLOCK):
+            block = np.asarray(m.similar_idx(item_idx[start:start + _SESSION_BLOCK]), np.float64)
+            total += np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=0)
+        total[item_idx] = -np.inf
+        return _top(total, k, m.item_popularity_)
+
+    def similar(self, idx: int, k: int) -> Ranked:
+        """The `k` items most similar to item `idx`, itself excluded."""
+        m = self.model
+        sims = np.asarray(m.similar_idx(np.array([idx])), np.float64)[0].copy()
+        sims = np.nan_to_num(sims, nan=-np.inf)
+        sims[idx] = -np.inf
+        return _top(sims, k, m.item_popularity_)
+
+    def explain(self, ranked: Ranked, history: np.ndarray, reason: str) -> list[dict[str, Any]]:
+        """Per recommended item: the (up to two) history items most similar to it."""
+        m = self.model
+        pops = m.item_popularity_
+        if ranked.fallback is not None or len(history) == 0 or len(ranked.items) == 0:
+            return [{"reason": "popular", "because": [], "popularity": int(pops[i])}
+                    for i in ranked.items]
+        sims = np.asarray(m.similar_idx(ranked.items), np.float64)[:, history]
+        sims = np.nan_to_num(sims, nan=0.0, posinf=0.0, neginf=0.0)
+        n_top = min(2, sims.shape[1])
+        top = np.argsort(-sims, axis=1, kind="stable")[:, :n_top]
+        out = []
+        for row, item in enumerate(ranked.items):
+            because = [
+                {"item_id": str(m.item_map_.ids[history[j]]), "title": self.title(int(history[j])),
+                 "similarity": round(float(sims[row, j]), 6)}
+                for j in top[row] if sims[row, j] > 0
+            ]
+            out.append({"reason": reason if because else "model_score", "because": because,
+                        "popularity": int(pops[item])})
+        return out
+
+
+def _take(items: np.ndarray, scores: np.ndarray, drop: np.ndarray, k: int) -> Ranked:
+    """The first `k` valid entries of a ranked row, leaving out the items in `drop`."""
+    keep = items >= 0
+    if len(drop):
+        keep &= ~np.isin(items, drop)
+    items, scores = items[keep][:k], scores[keep][:k]
+    return Ranked(items, scores)
+
+
+def _top(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> Ranked:
+    """Top-`k` of one score row, best first; ties broken by `tiebreak` (higher first)."""
+    valid = np.flatnonzero(np.isfinite(scores))
+    k_eff = min(k, len(valid))
+    if k_eff == 0:
+        return Ranked(np.empty(0, np.int64), np.empty(0, np.float32))
+    cand = valid
+    if len(valid) > 4 * k_eff:
+        part = np.argpartition(-scores[valid], k_eff - 1)[:k_eff]
+        threshold = scores[valid][part].min()
+        cand = valid[scores[valid] >= threshold]  # keep all tied at the threshold
+    order = np.lexsort((cand, -tiebreak[cand], -scores[cand]))[:k_eff]
+    chosen = cand[order]
+    return Ranked(chosen.astype(np.int64), scores[chosen].astype(np.float32))
+
+
+def _read_meta(path: Path) -> bytes:
+    try:
+        return (path / "meta.json").read_bytes()
+    except FileNotFoundError:
+        if not path.is_dir():
+            raise ArtifactError(f"model directory {path} does not exist") from None
+        raise ArtifactError(f"{path} is not a recforge model: meta.json missing") from None
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path / 'meta.json'}: {exc.strerror}") from None
+
+
+def finite(value: float) -> float | None:
+    """A JSON-safe number: None for NaN or infinity."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class ModelHolder:
+    """Holds the live model; `reload` swaps in a new one only after it loaded and validated."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self._current = loaded
+        self._reload_lock = threading.Lock()
+
+    @property
+    def current(self) -> LoadedModel:
+        return self._current
+
+    def reload(self, directory: str | Path | None = None) -> tuple[LoadedModel, LoadedModel]:
+        """Load `directory` (default: the current artifact's) and swap; returns (new, old).
+
+        Raises ArtifactError and keeps the current model when the new one is unusable.
+        """
+        with self._reload_lock:
+            old = self._current
+            new = LoadedModel.load(directory if directory is not None else old.directory)
+            self._current = new  # one reference assignment: atomic for readers
+            return new, old
+
+
+class ReloadSync:
+    """Carries a reload from the worker that handled it to every worker sharing the store.
+
+    A successful `POST /v1/admin/reload` publishes ``{model_dir, version, launch}`` in the
+    store's control row "model" (bumping its generation). Each worker polls that row every
+    `interval` seconds in a daemon thread and reloads when the generation moved to a version
+    it does not serve. At start a worker adopts the published model only when it belongs to
+    the same launch (a worker restarted by the supervisor); a new `recforge serve` launch
+    serves its own ``--model``.
+    """
+
+    def __init__(self, holder: ModelHolder, store: Any, launch_id: str, interval: float = 2.0,
+                 on_swap: Any = None) -> None:
+        self.holder = holder
+        self.store = store
+        self.launch_id = launch_id
+        self.interval = interval
+        self.on_swap = on_swap
+        self.seen = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def publish(self, loaded: LoadedModel) -> None:
+        """Record `loaded` as the model every worker should serve."""
+        import json
+
+        value = json.dumps({"model_dir": str(loaded.directory), "version": loaded.info["version"],
+                            "launch": self.launch_id})
+        self.seen = self.store.set_control("model", value)
+
+    def start(self) -> None:
+        generation, value = self.store.get_control("model")
+        self.seen = generation
+        target = _parse(value)
+        if target.get("launch") == self.launch_id:
+            self._follow(target)
+        self._thread = threading.Thread(target=self._run, name="recforge-reload-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def poll(self) -> None:
+        """One check of the control row (the thread calls this every `interval` seconds)."""
+        generation, value = self.store.get_control("model")
+        if generation <= self.seen:
+            return
+        self.seen = generation
+        self._follow(_parse(value))
+
+    def _run(self) -> None:
+        import logging
+
+        log = logging.getLogger("recforge.serving")
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception as exc:  # the store may be briefly unreachable: try again later
+                log.warning("reload sync: %s", exc)
+
+    def _follow(self, target: dict[str, Any]) -> None:
+        import logging
+
+        log = logging.getLogger("recforge.serving")
+        model_dir, version = target.get("model_dir"), target.get("version")
+        if not model_dir or version == self.holder.current.info["version"]:
+            return
+        try:
+            new, _old = self.holder.reload(model_dir)
+        except Exception as exc:
+            log.warning("reload sync: cannot load %s, still serving %s: %s", model_dir,
+                        self.holder.current.info["version"], exc)
+            if self.on_swap is not None:
+                self.on_swap(None)
+            return
+        log.info("reload sync: now serving %s version %s", new.info["name"], new.info["version"])
+        if self.on_swap is not None:
+            self.on_swap(new)
+
+
+def _parse(value: str) -> dict[str, Any]:
+    import json
+
+    try:
+        out = json.loads(value) if value else {}
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
