@@ -1,0 +1,283 @@
+"""THE epoch loop every neural recforge model trains with.
+
+A model does not write a loop. It hands the `Trainer` three things:
+
+* a **network** — a plain ``nn.Module`` holding the parameters;
+* a **batch step** — ``step(network, batch) -> loss``: computes the scalar loss of one batch
+  (forward pass plus the loss functions of `recforge.nn.losses`); the trainer does
+  ``zero_grad``, ``backward``, gradient clipping and the optimizer step;
+* a **batch factory** — ``batches(epoch, rng) -> iterable of batches``: called once per
+  epoch (1-based) with the trainer's numpy Generator, to shuffle and draw negatives.
+
+A batch is whatever the step expects: (users, items, ratings) for rating MSE, (users,
+positives, negatives) for BPR, a dense block of user rows for an autoencoder. Example::
+
+    >>> import numpy as np, torch
+    >>> from recforge.training.config import TrainingConfig
+    >>> from recforge.training.sampling import batch_indices
+    >>> from recforge.training.trainer import Trainer
+    >>> x, y = torch.randn(64, 3), torch.randn(64)
+    >>> net = torch.nn.Linear(3, 1)
+    >>> def step(net, idx):
+    ...     return ((net(x[idx]).squeeze(1) - y[idx]) ** 2).mean()
+    >>> def batches(epoch, rng):
+    ...     return (torch.from_numpy(i) for i in batch_indices(64, 16, rng))
+    >>> history = Trainer(TrainingConfig(epochs=3, device="cpu")).fit(net, step, batches)
+    >>> len(history.records)
+    3
+
+Validation: pass ``validate`` (a zero-argument function returning the metric, run under
+``torch.no_grad`` with the network in eval mode) and the trainer adds early stopping and
+restores the best epoch's weights. `recforge.models.torch_base.TorchRecommender` wires all
+of this — validation split, seeding, threads, device — for `Recommender` subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recforge.errors import ConfigError, RecforgeError
+from recforge.training.callbacks import Callback, EarlyStopping, RichProgress
+from recforge.training.config import TrainingConfig
+
+__all__ = [
+    "BatchFactory", "BatchStep", "EpochRecord", "History", "Trainer", "TrainingError",
+    "TrainingPlan", "resolve_device", "seeded", "torch_threads",
+]
+
+BatchStep = Callable[[nn.Module, Any], torch.Tensor]
+BatchFactory = Callable[[int, np.random.Generator], Iterable[Any]]
+
+
+class TrainingError(RecforgeError, FloatingPointError):
+    """Training diverged (the loss became NaN or infinite)."""
+
+
+@dataclass
+class TrainingPlan:
+    """What a model gives the trainer: the batch step, the per-epoch batch factory, and
+    optionally its own parameter groups (default: all of the network's parameters)."""
+
+    step: BatchStep
+    batches: BatchFactory
+    parameters: Iterable[Any] | None = None
+
+
+@dataclass
+class EpochRecord:
+    """One epoch: mean training loss (over batches), validation metric, learning rate, time."""
+
+    epoch: int
+    loss: float
+    metric: float | None
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class History:
+    """Per-epoch records of a training run, the metric's name and the restored best epoch."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+    metric_name: str | None = None
+    best_epoch: int | None = None
+
+    @property
+    def losses(self) -> np.ndarray:
+        return np.array([r.loss for r in self.records], np.float64)
+
+    @property
+    def metrics(self) -> np.ndarray:
+        values = [np.nan if r.metric is None else r.metric for r in self.records]
+        return np.array(values, np.float64)
+
+    epochs_planned: int = 0
+
+    @property
+    def stopped_early(self) -> bool:
+        return bool(self.records) and self.records[-1].epoch < self.epochs_planned
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without CUDA raises ConfigError."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but CUDA is not available (use auto or cpu)")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[np.random.Generator]:
+    """Seed torch (CPU and the given CUDA device) inside, restoring the global RNG after.
+
+    Yields a numpy Generator from the same seed, for shuffling and sampling. Network
+    initialisation, dropout and reparameterisation noise drawn inside are repeatable.
+    """
+    devices = []
+    if device is not None and device.type == "cuda":
+        devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``torch.set_num_threads(threads)`` (None: unchanged), restoring it after."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Trainer:
+    """Runs epochs of minibatch optimisation as `config` (a `TrainingConfig`) says.
+
+    Args:
+        config: the model's config (any `TrainingConfig` subclass).
+        callbacks: extra callbacks; early stopping (when validating) and a progress bar
+            (when ``config.verbose``) are added automatically.
+
+    Attributes (while and after `fit`): `network`, `optimizer`, `scheduler`, `history`,
+    `stop_training` (a callback sets it to end training after the current epoch).
+    """
+
+    def __init__(self, config: TrainingConfig, callbacks: Sequence[Callback] = ()) -> None:
+        self.config = config
+        self.callbacks = list(callbacks)
+        self.stop_training = False
+        self.history = History()
+
+    def make_optimizer(self, parameters: Iterable[Any]) -> torch.optim.Optimizer:
+        """The optimizer named by ``config.optimizer`` with its learning rate and weight decay."""
+        cfg = self.config
+        params = list(parameters)
+        kwargs = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, **kwargs)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, **kwargs)
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, **kwargs)
+        return torch.optim.Adagrad(params, **kwargs)
+
+    def make_scheduler(
+        self, optimizer: torch.optim.Optimizer
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """The per-epoch learning-rate schedule named by ``config.lr_schedule`` (or None)."""
+        cfg = self.config
+        if cfg.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        if cfg.lr_schedule == "step":
+            return torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=cfg.lr_step_size, gamma=cfg.lr_gamma)
+        return None
+
+    def fit(
+        self,
+        network: nn.Module,
+        step: BatchStep,
+        batches: BatchFactory,
+        *,
+        rng: np.random.Generator | None = None,
+        validate: Callable[[], float] | None = None,
+        metric_name: str | None = None,
+        higher_is_better: bool = True,
+        parameters: Iterable[Any] | None = None,
+    ) -> History:
+        """Train `network` for up to ``config.epochs`` epochs; returns the `History`.
+
+        Args:
+            network: the module to optimise (already on its device).
+            step: ``step(network, batch) -> scalar loss tensor``.
+            batches: ``batches(epoch, rng) -> iterable of batches`` (epoch is 1-based).
+            rng: numpy Generator passed to `batches` (default: from ``config.seed``).
+            validate: returns the validation metric after each epoch; enables early
+                stopping (``config.patience``) and best-epoch restore.
+            metric_name: label of the metric (progress bar, history).
+            higher_is_better: direction of the metric.
+            parameters: parameters or parameter groups to optimise (default: all).
+        """
+        cfg = self.config
+        rng = rng if rng is not None else np.random.default_rng(cfg.seed)
+        self.network = network
+        if parameters is None:
+            parameters = network.parameters()
+        self.optimizer = self.make_optimizer(parameters)
+        self.scheduler = self.make_scheduler(self.optimizer)
+        self.stop_training = False
+        self.history = History(metric_name=metric_name if validate is not None else None)
+        self.history.epochs_planned = cfg.epochs
+        callbacks = list(self.callbacks)
+        if validate is not None:
+            callbacks.append(EarlyStopping(higher_is_better, cfg.patience, cfg.min_delta))
+        if cfg.verbose:
+            callbacks.append(RichProgress(type(network).__name__, metric_name))
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                record = self._epoch(epoch, step, batches, rng, validate)
+                self.history.records.append(record)
+                for cb in callbacks:
+                    cb.on_epoch_end(self, record)
+                if self.stop_training:
+                    break
+        finally:
+            for cb in callbacks:
+                cb.on_train_end(self)
+        network.eval()
+        return self.history
+
+    def _epoch(
+        self,
+        epoch: int,
+        step: BatchStep,
+        batches: BatchFactory,
+        rng: np.random.Generator,
+        validate: Callable[[], float] | None,
+    ) -> EpochRecord:
+        cfg, network, optimizer = self.config, self.network, self.optimizer
+        start = time.perf_counter()
+        lr = float(optimizer.param_groups[0]["lr"])
+        network.train()
+        total = None
+        n_batches = 0
+        for batch in batches(epoch, rng):
+            optimizer.zero_grad(set_to_none=True)
+            loss = step(network, batch)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
+            optimizer.step()
+            total = loss.detach() if total is None else total + loss.detach()
+            n_batches += 1
+        if self.scheduler is not None:
+            self.scheduler.step()
+        mean_loss = float(total) / n_batches if total is not None else 0.0
+        if not math.isfinite(mean_loss):
+            raise TrainingError(
+                f"training loss became {mean_loss} in epoch {epoch}; lower learning_rate "
+                "or set grad_clip"
+            )
+        metric = None
+        if validate is not None:
+            network.eval()
+            with torch.no_grad():
+                metric = float(validate())
+        return EpochRecord(epoch, mean_loss, metric, lr, time.perf_counter() - start)
