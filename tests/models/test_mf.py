@@ -1,0 +1,137 @@
+"""MatrixFactorization and BPR: conformance, configuration, and ML-100K quality floors."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
+from recforge.models.mf import BPR, MatrixFactorization, MFNetwork
+from recforge.registry import create_model
+from recforge.testing import check_recommender, tiny_interactions
+
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml-100k"
+FAST = dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, threads=1, device="cpu")
+
+
+def test_mf_conformance_topn():
+    check_recommender(lambda: create_model("mf", **FAST))
+
+
+def test_mf_conformance_rating():
+    check_recommender(lambda: create_model("mf", task="rating", **FAST), personalized=False)
+
+
+@pytest.mark.parametrize("extra", [
+    {"loss": "bce"},
+    {"loss": "softmax", "n_negatives": 8, "negative_sampling": "popularity"},
+])
+def test_mf_conformance_other_losses(extra):
+    check_recommender(lambda: create_model("mf", **FAST, **extra))
+
+
+def test_bpr_conformance():
+    check_recommender(lambda: create_model("bpr", **FAST))
+
+
+def test_auto_defaults_depend_on_task():
+    topn, rating = create_model("mf").config, create_model("mf", task="rating").config
+    assert topn.loss == "softmax" and rating.loss == "mse"
+    assert topn.n_negatives >= 1 and topn.validation_metric == "ndcg@10"
+    assert rating.validation_metric == "rmse"
+    assert create_model("mf", loss="softmax").config.n_negatives > 1
+    assert create_model("mf", embedding_dim=7).config.embedding_dim == 7
+    assert isinstance(create_model("bpr"), BPR) and create_model("bpr").config.loss == "bpr"
+
+
+def test_invalid_loss_and_task_combinations():
+    with pytest.raises(ConfigError, match="does not fit task"):
+        MatrixFactorization(task="rating", loss="bpr")
+    with pytest.raises(ConfigError, match="does not fit task"):
+        MatrixFactorization(loss="mse")
+    with pytest.raises(ConfigError):
+        BPR(loss="bce")
+    with pytest.raises(ConfigError):
+        BPR(task="rating")
+
+
+def test_network_scores_and_penalty_by_hand():
+    net = MFNetwork(2, 3, 2, global_bias=3.0)
+    with torch.no_grad():
+        net.users.weight.copy_(torch.tensor([[1.0, 0.0, 0.5], [0.0, 2.0, -0.5]]))
+        net.items.weight.copy_(torch.tensor([[1.0, 1.0, 0.1], [0.0, 1.0, 0.2], [2.0, 0.0, 0.3]]))
+    users = torch.tensor([0, 1])
+    scores, penalty = net.forward_with_penalty(users, torch.tensor([2, 1]))
+    # user 0 item 2: 2 + 0.5 + 0.3 + 3; user 1 item 1: 2 - 0.5 + 0.2 + 3
+    torch.testing.assert_close(scores, torch.tensor([5.8, 4.7]))
+    # (1 + .25 + 4 + .09 + 4 + .25 + 1 + .04) / 2
+    assert penalty.item() == pytest.approx(10.63 / 2)
+    torch.testing.assert_close(net.score_all(users)[[0, 1], [2, 1]], scores)
+    many = net(users, torch.tensor([[2, 0], [1, 1]]))
+    torch.testing.assert_close(many[:, 0], scores)
+
+
+def test_rating_model_learns_ratings_and_handles_cold_pairs():
+    data, _ = tiny_interactions()
+    model = create_model("mf", task="rating", **{**FAST, "epochs": 60}).fit(data)
+    pred = model.predict_idx(data.user_idx, data.item_idx)
+    assert np.sqrt(np.mean((pred - data.ratings) ** 2)) < 0.5
+    item = 3
+    expected = model.global_mean_ + model.network_.item_bias[item].item()
+    cold = model.predict(["nobody"], [data.item_map.ids[item]])
+    assert cold[0] == pytest.approx(np.clip(expected, *model.rating_scale_), abs=1e-5)
+
+
+def test_item_embeddings_and_seed_changes_weights():
+    data, _ = tiny_interactions()
+    a = create_model("mf", **FAST).fit(data)
+    b = create_model("mf", **{**FAST, "seed": 1}).fit(data)
+    assert a.item_embeddings().shape == (data.n_items, 8)
+    assert not np.array_equal(a.item_embeddings(), b.item_embeddings())
+
+
+# ---------------------------------------------------------------------- quality floors
+def _read(name: str, header: bool) -> pd.DataFrame:
+    path = BENCH / name
+    if not path.is_file():
+        pytest.skip(f"benchmark data not found at {path}")
+    names = None if header else ["user_id", "item_id", "rating", "timestamp"]
+    return pd.read_csv(path, sep="\t", names=names, dtype={"user_id": str, "item_id": str})
+
+
+def topn_scores(model) -> tuple[float, float]:
+    """NDCG@10 and Recall@20 on the top-N split (PROTOCOL.md): full ranking minus seen."""
+    train = Interactions.from_frame(_read("topn_train.tsv", True))
+    test = Interactions.from_frame(_read("topn_test.tsv", True), user_map=train.user_map,
+                                   item_map=train.item_map, unknown="drop")
+    model.fit(train)
+    relevant = test.csr(binary=True)
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+    items, _ = model.recommend_idx(users, 20)
+    rel = relevant[users].toarray() > 0
+    hits = np.take_along_axis(rel, np.maximum(items, 0), axis=1) & (items >= 0)
+    n_rel = rel.sum(axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    ndcg = (hits[:, :10] * discounts).sum(axis=1) / np.cumsum(discounts)[np.minimum(n_rel, 10) - 1]
+    return float(ndcg.mean()), float((hits.sum(axis=1) / n_rel).mean())
+
+
+@pytest.mark.slow
+def test_quality_floor_mf_topn_and_rating():
+    ndcg, recall = topn_scores(create_model("mf", threads=2))
+    assert ndcg >= 0.39, f"mf NDCG@10 {ndcg:.4f} (recall@20 {recall:.4f})"
+    train = Interactions.from_frame(_read("u1.base", False))
+    test = _read("u1.test", False)
+    model = create_model("mf", task="rating", threads=2).fit(train)
+    pred = model.predict(test["user_id"].tolist(), test["item_id"].tolist())
+    rmse = float(np.sqrt(np.mean((pred - test["rating"].to_numpy(float)) ** 2)))
+    assert rmse <= 0.925, f"mf u1 RMSE {rmse:.4f}"
+
+
+@pytest.mark.slow
+def test_quality_floor_bpr():
+    ndcg, recall = topn_scores(create_model("bpr", threads=2))
+    assert ndcg >= 0.39, f"bpr NDCG@10 {ndcg:.4f} (recall@20 {recall:.4f})"
