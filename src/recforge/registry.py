@@ -29,6 +29,16 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "autorec": ("recforge.models.autorec:AutoRec", "Item-based AutoRec for ratings (Sedhain et al. 2015)."),
     "multvae": ("recforge.models.multvae:MultVAE",
                 "Mult-VAE / Mult-DAE for implicit feedback (Liang et al. 2018)."),
+    "content": ("recforge.models.content:ContentBased",
+                "Content-based: cosine of the mean liked-item feature profile (optional autoencoder)."),
+    "demographic_popularity": ("recforge.models.content:DemographicPopularity",
+                               "Most popular items within the user's demographic group (age bucket x gender)."),
+    "two_tower": ("recforge.models.two_tower:TwoTower",
+                  "Two-tower retrieval: ID + feature towers, sampled softmax/BPR; cold users/items via features."),
+    "hybrid": ("recforge.models.hybrid:Hybrid",
+               "CF + feature model blended by history length; features only for cold users."),
+    "deepfm": ("recforge.models.deepfm:DeepFM", "DeepFM over ID and feature fields, BCE (Guo et al. 2017)."),
+    "widedeep": ("recforge.models.deepfm:WideDeep", "Wide & Deep over ID and feature fields, BCE (Cheng et al. 2016)."),
 }
 
 

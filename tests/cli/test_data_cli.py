@@ -91,3 +91,18 @@ def test_folds(tmp_path: Path) -> None:
     assert (tmp_path / "u3.test").read_bytes() == (bench / "u3.test").read_bytes()
     result = runner.invoke(app, ["folds", "synthetic", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "movielens-100k only" in result.stderr
+
+
+def test_split_cold_users_and_items_hold_out_whole_ids(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from recforge.cli.main import app as main_app
+
+    for method, col in (("cold-users", "user_id"), ("cold-items", "item_id")):
+        out = tmp_path / method
+        result = runner.invoke(main_app, ["data", "split", "synthetic", "--method", method, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        train = pd.read_csv(out / "train.tsv", sep="\t", dtype=str)
+        test = pd.read_csv(out / "test.tsv", sep="\t", dtype=str)
+        assert not set(train[col]) & set(test[col])
+        assert 0.05 < test[col].nunique() / (train[col].nunique() + test[col].nunique()) < 0.3

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recforge.cli.common import handle_errors, parse_columns
+from recforge.data.cold import COLD_METHODS, cold_split
 from recforge.data.datasets import SyntheticSpec, describe, load_dataset
 from recforge.data.interactions import Interactions
 from recforge.data.movielens import movielens_path, movielens_spec
@@ -96,7 +97,7 @@ def split_command(
     dataset: DatasetArg,
     out: Annotated[Path, typer.Option("--out", help="Folder for train.tsv and test.tsv.")],
     method: Annotated[str, typer.Option(
-        "--method", help=f"One of: {', '.join(SPLIT_METHODS)}.")] = "user-ratio",
+        "--method", help=f"One of: {', '.join((*SPLIT_METHODS, *COLD_METHODS))}.")] = "user-ratio",
     test_ratio: Annotated[float, typer.Option(
         "--test-ratio", help="Share held out (ratio, user-ratio, temporal).")] = 0.2,
     n: Annotated[int, typer.Option("--n", help="leave-last: items held out per user.")] = 1,
@@ -110,7 +111,10 @@ def split_command(
 ) -> None:
     """Split a dataset and write train.tsv / test.tsv (user_id, item_id, rating, timestamp)."""
     inter = _load(dataset, data_dir, columns, users, items, interactions, seed)
-    train, test = split(inter, method, test_ratio=test_ratio, n=n, seed=seed)
+    if method in COLD_METHODS:
+        train, test = cold_split(inter, method, test_ratio=test_ratio, seed=seed)
+    else:
+        train, test = split(inter, method, test_ratio=test_ratio, n=n, seed=seed)
     paths = write_split(train, test, out)
     for name, part, path in (("train", train, paths[0]), ("test", test, paths[1])):
         typer.echo(f"{name}: {len(part):,} interactions, {_active(part.user_counts()):,} users, "

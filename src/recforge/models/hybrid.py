@@ -1,0 +1,154 @@
+"""Hybrid blending of a collaborative model and a feature model, by history length.
+
+``score(u, i) = w_u · z_cf(u, i) + (1 − w_u) · z_feat(u, i)`` with ``w_u = n_u / (n_u + s)``:
+`n_u` is the user's number of training interactions and `s` the `shrinkage` (the history at
+which both parts weigh alike). Each part's scores are standardised per user (z-scores over
+the items) so their scales match. A user with no history (a cold user, `recommend_cold`)
+gets the feature model alone; new items (`score_new_items`) are scored by the feature
+model, since a CF model cannot score an item it never saw. The weighting is the "switching
+/ weighted hybrid" of Burke, "Hybrid Recommender Systems: Survey and Experiments", UMUAI 2002,
+with a smooth switch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from recforge.config import ModelConfig
+from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
+from recforge.models.base import Recommender
+from recforge.models.content import ColdStartMixin
+
+__all__ = ["Hybrid", "HybridConfig"]
+
+#: this module's own models, importable even before the registry lists them
+_LOCAL = {
+    "content": "recforge.models.content:ContentBased",
+    "demographic_popularity": "recforge.models.content:DemographicPopularity",
+    "two_tower": "recforge.models.two_tower:TwoTower",
+}
+#: base-class attributes a sub-model shares with the hybrid
+_SHARED = ("user_map_", "item_map_", "seen_", "item_popularity_", "_train_ratings", "rating_scale_",
+           "global_mean_", "fingerprint_", "fit_seconds_", "item_features_", "user_features_")
+
+
+def _model_class(name: str) -> type[Recommender]:
+    from recforge.registry import get_model_class
+
+    try:
+        return get_model_class(name)
+    except ConfigError:
+        if name not in _LOCAL:
+            raise
+        import importlib
+
+        module, _, cls = _LOCAL[name].partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+class HybridConfig(ModelConfig):
+    """`cf_model` / `feature_model`: registered model names, with their configs
+    (`cf_config`, `feature_config`; the hybrid's seed is used unless they set one).
+    `shrinkage`: history length at which CF and features weigh alike.
+    `normalize`: ``zscore`` per user before blending, or ``none``."""
+
+    cf_model: str = "ease"
+    cf_config: dict[str, Any] = Field(default_factory=dict)
+    feature_model: str = "two_tower"
+    feature_config: dict[str, Any] = Field(default_factory=dict)
+    shrinkage: float = Field(20.0, gt=0)
+    normalize: Literal["zscore", "none"] = "zscore"
+
+
+class Hybrid(ColdStartMixin, Recommender):
+    """Blend of `cf_` and `feature_` (see the module docstring)."""
+
+    name = "hybrid"
+    config_class = HybridConfig
+    tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
+    config: HybridConfig
+
+    def _make(self, which: str) -> Recommender:
+        cfg = self.config
+        name, sub = (cfg.cf_model, cfg.cf_config) if which == "cf" else (cfg.feature_model, cfg.feature_config)
+        return _model_class(name)({"seed": cfg.seed, **sub})
+
+    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
+        self.cf_ = self._make("cf").fit(interactions, validation)
+        self.feature_ = self._make("feature").fit(interactions, validation)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        counts = np.diff(self.seen_.indptr).astype(np.float32)
+        self.cf_weight_ = counts / (counts + self.config.shrinkage)
+
+    @property
+    def user_pipeline_(self) -> Any:  # type: ignore[override]
+        return getattr(self.feature_, "user_pipeline_", None)
+
+    @property
+    def item_pipeline_(self) -> Any:  # type: ignore[override]
+        return getattr(self.feature_, "item_pipeline_", None)
+
+    def _norm(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.asarray(scores, np.float32)
+        if self.config.normalize == "none":
+            return scores
+        finite = np.where(np.isfinite(scores), scores, np.nan)
+        mean = np.nanmean(finite, axis=1, keepdims=True)
+        std = np.nanstd(finite, axis=1, keepdims=True)
+        std[~(std > 0)] = 1.0
+        return np.nan_to_num((scores - np.nan_to_num(mean)) / std, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def score(self, user_idx: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
+        user_idx = np.asarray(user_idx, np.int64)
+        if item_idx is not None:
+            return self._score_pairs_via_rows(user_idx, np.asarray(item_idx, np.int64))
+        w = self.cf_weight_[user_idx][:, None]
+        return (w * self._norm(self.cf_.score(user_idx)) +
+                (1.0 - w) * self._norm(self.feature_.score(user_idx))).astype(np.float32)
+
+    def similar_idx(self, item_idx: np.ndarray) -> np.ndarray:
+        return self.cf_.similar_idx(item_idx)
+
+    # ------------------------------------------------------------------ cold start
+    def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+        """No training history: the feature model alone."""
+        return self.feature_._score_cold_users(frame, histories)  # type: ignore[attr-defined]
+
+    def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
+        return self.feature_._new_item_scores(frame, user_idx)  # type: ignore[attr-defined]
+
+    def _new_item_vectors(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.feature_._new_item_vectors(frame)  # type: ignore[attr-defined]
+
+    def explain(self, user_id: Any, item_ids: Any, n: int = 3) -> pd.DataFrame:
+        """The feature model's explanation (where it has one), with the blend weight added."""
+        if not hasattr(self.feature_, "explain"):
+            raise ConfigError(f"feature model {self.config.feature_model!r} has no explanations")
+        frame = self.feature_.explain(user_id, item_ids, n)
+        u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
+        frame["feature_weight"] = float(1.0 - self.cf_weight_[u])
+        return frame
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, np.ndarray]:
+        state = {f"cf.{k}": v for k, v in self.cf_._get_state().items()}
+        state.update({f"feature.{k}": v for k, v in self.feature_._get_state().items()})
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        for which in ("cf", "feature"):
+            sub = self._make(which)
+            for attr in _SHARED:
+                if hasattr(self, attr):
+                    setattr(sub, attr, getattr(self, attr))
+            sub._set_state({k[len(which) + 1:]: v for k, v in state.items() if k.startswith(f"{which}.")})
+            sub._fitted = True
+            setattr(self, f"{which}_", sub)
+        self._prepare()

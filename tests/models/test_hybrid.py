@@ -1,0 +1,58 @@
+"""hybrid: conformance, the history-length weight, cold users through the feature model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recforge.data.interactions import Interactions
+from recforge.models.hybrid import Hybrid
+from recforge.registry import register
+from recforge.testing.conformance import check_recommender, tiny_interactions
+
+register("hybrid", "recforge.models.hybrid:Hybrid", "CF + feature model, weighted by history length.")
+register("content", "recforge.models.content:ContentBased", "Content-based cosine on item features.")
+
+
+def featured_tiny() -> Interactions:
+    data, _ = tiny_interactions()
+    items = pd.DataFrame({"genre_A": [1] * 10 + [0] * 10, "title": [f"w{i}" for i in range(20)]},
+                         index=data.item_map.ids)
+    users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12}, index=data.user_map.ids)
+    return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
+
+
+def test_conformance():
+    check_recommender(lambda: Hybrid(cf_model="ease", feature_model="content"), personalized=True)
+
+
+def test_conformance_with_two_tower():
+    tt = {"epochs": 40, "learning_rate": 0.05, "batch_size": 64, "n_negatives": 4, "threads": 1, "device": "cpu"}
+    check_recommender(lambda: Hybrid(cf_model="itemknn", feature_model="two_tower", feature_config=tt))
+
+
+def test_blend_known_values():
+    data = featured_tiny()
+    model = Hybrid(cf_model="ease", feature_model="content", shrinkage=5.0, normalize="none").fit(data)
+    users = np.arange(data.n_users)
+    n = data.user_counts()
+    w = n / (n + 5.0)
+    np.testing.assert_allclose(model.cf_weight_, w, rtol=1e-6)
+    expected = w[:, None] * model.cf_.score(users) + (1 - w[:, None]) * model.feature_.score(users)
+    np.testing.assert_allclose(model.score(users), expected, rtol=1e-5, atol=1e-6)
+    # more history → more weight on CF
+    assert np.all(np.diff(model.cf_weight_[np.argsort(n, kind="stable")]) >= 0)
+
+
+def test_cold_user_is_the_feature_model(tmp_path):
+    data = featured_tiny()
+    model = Hybrid(cf_model="ease", feature_model="content").fit(data)
+    new = pd.DataFrame({"gender": ["M"]}, index=["x"])
+    pd.testing.assert_frame_equal(model.recommend_cold(new, k=5), model.feature_.recommend_cold(new, k=5))
+    items = pd.DataFrame({"genre_A": [1], "title": ["w3"]}, index=["new"])
+    pd.testing.assert_frame_equal(model.score_new_items(items), model.feature_.score_new_items(items))
+    model.save(tmp_path / "m")
+    loaded = Hybrid.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.recommend_cold(new, k=5), model.recommend_cold(new, k=5))
+    expl = loaded.explain("u01", ["i05"])
+    assert "feature_weight" in expl.columns and len(expl) > 0

@@ -1,0 +1,64 @@
+"""two_tower: conformance (ID-only), cold users and new items through features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recforge.data.interactions import Interactions
+from recforge.models.two_tower import TwoTower
+from recforge.registry import register
+from recforge.testing.conformance import check_recommender, tiny_interactions
+
+register("two_tower", "recforge.models.two_tower:TwoTower", "Two-tower retrieval with ID and feature towers.")
+
+FAST = {"epochs": 40, "learning_rate": 0.05, "batch_size": 64, "n_negatives": 4, "threads": 1, "device": "cpu"}
+
+
+def featured_tiny() -> Interactions:
+    data, _ = tiny_interactions()
+    items = pd.DataFrame({"genre_A": [1] * 10 + [0] * 10, "genre_B": [0] * 10 + [1] * 10},
+                         index=data.item_map.ids)
+    users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12}, index=data.user_map.ids)
+    return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
+
+
+def test_conformance_id_only():
+    check_recommender(lambda: TwoTower(**FAST), personalized=True)
+
+
+def test_conformance_bpr():
+    check_recommender(lambda: TwoTower(**{**FAST, "loss": "bpr"}), personalized=True)
+
+
+def test_cold_users_and_new_items(tmp_path):
+    model = TwoTower(**FAST).fit(featured_tiny())
+    new = pd.DataFrame({"gender": ["F", "M"]}, index=["newF", "newM"])
+    recs = model.recommend_cold(new, k=5)
+    top = recs.groupby("user_id")["item_id"].apply(list)
+    assert sum(int(i[1:]) < 10 for i in top["newF"]) >= 4
+    assert sum(int(i[1:]) >= 10 for i in top["newM"]) >= 4
+    items = pd.DataFrame({"genre_A": [1, 0], "genre_B": [0, 1]}, index=["nA", "nB"])
+    scores = model.score_new_items(items)
+    assert (scores["nA"] > scores["nB"]).to_numpy()[:12].mean() >= 0.9
+    assert (scores["nB"] > scores["nA"]).to_numpy()[12:].mean() >= 0.9
+    assert len(model.similar_new_items(items, k=3)) == 6
+    model.save(tmp_path / "m")
+    loaded = TwoTower.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.recommend_cold(new, k=5), recs)
+
+
+def test_unknown_categories_do_not_raise():
+    model = TwoTower(**{**FAST, "epochs": 2}).fit(featured_tiny())
+    recs = model.recommend_cold(pd.DataFrame({"gender": ["??"], "extra": [1]}, index=["z"]), k=3)
+    assert len(recs) == 3
+    assert len(model.recommend_cold({"id": "empty"}, k=2)) == 2
+
+
+def test_explain_names_history_items():
+    model = TwoTower(**FAST).fit(featured_tiny())
+    expl = model.explain("u00", ["i00", "i11"], n=2)
+    assert set(expl["kind"]) == {"similar_item"} and len(expl) == 4
+    seen = set(model.training_interactions().to_frame().query("user_id == 'u00'")["item_id"])
+    assert set(expl["source"]) <= seen
+    assert np.all(np.diff(expl[expl["item_id"] == "i00"]["contribution"].to_numpy()) <= 1e-6)
