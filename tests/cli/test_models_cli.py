@@ -118,3 +118,18 @@ def test_console_script_reports_errors_without_traceback(tmp_path: Path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error:") and "rating" in proc.stderr
+
+
+def test_recommend_explain_names_training_items_of_the_user(ml100k_bench: Path, tmp_path: Path):
+    model = tmp_path / "ease"
+    assert run("train", "--model", "ease", "--data", ml100k_bench / "topn_train.tsv", "--out", model,
+               "--quiet").exit_code == 0
+    out = tmp_path / "recs.tsv"
+    result = run("recommend", "--model", model, "--users", "1,2", "--k", "5", "--explain", "--out", out)
+    assert result.exit_code == 0, result.output
+    recs = pd.read_csv(out, sep="\t", dtype=str)
+    assert list(recs.columns) == ["user_id", "item_id", "rank", "score", "because"]
+    train = pd.read_csv(ml100k_bench / "topn_train.tsv", sep="\t", dtype=str)
+    for row in recs.itertuples():
+        named = [part.split(" ")[0] for part in row.because.split(", ")]
+        assert set(named) <= set(train.loc[train["user_id"] == row.user_id, "item_id"])

@@ -62,7 +62,7 @@ def main() -> None:
     except RecforgeError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except (OSError, ValueError, MemoryError) as exc:
+    except Exception as exc:  # the last line of defence: one line, never a traceback
         if os.environ.get("RECFORGE_DEBUG"):
             raise
         typer.echo(f"error: {type(exc).__name__}: {exc} (RECFORGE_DEBUG=1 shows the traceback)", err=True)

@@ -139,6 +139,7 @@ def recommend_command(
     out: Path | None = typer.Option(None, "--out", help="TSV file to write (user_id item_id rank score)."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Allow items the user has in training."),
     unknown: str = typer.Option("error", "--unknown", help="Unknown users: error | skip | popular."),
+    explain: bool = typer.Option(False, "--explain", help="Add the training items behind each recommendation."),
 ) -> None:
     """Top-K recommendations per user, never an item the user has in training."""
     if unknown not in ("error", "skip", "popular"):
@@ -148,6 +149,8 @@ def recommend_command(
     if len(ids) == 0:
         raise DataError("--users names no user")
     frame = recommender.recommend(ids, k=k, exclude_seen=not include_seen, unknown=unknown)  # type: ignore[arg-type]
+    if explain:
+        frame["because"] = _explanations(recommender, frame)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out, sep="\t", index=False, float_format="%.6g")
@@ -155,6 +158,22 @@ def recommend_command(
         return
     frame.insert(3, "title", _titles(recommender, frame["item_id"]))
     _print_frame(frame)
+
+
+def _explanations(recommender: Any, frame: Any) -> list[str]:
+    """Per recommendation: "ID (weight)" of the user's training items that count most."""
+    users = frame["user_id"].unique()
+    known = set(users[recommender.user_map_.lookup(users) >= 0])
+    text: dict[tuple[str, str], str] = {}
+    for user, group in frame.groupby("user_id", sort=False):
+        if user not in known:
+            continue
+        why = recommender.explain(user, group["item_id"].tolist(), n=2)
+        source = "because_of" if "because_of" in why.columns else "source"
+        weight = "weight" if "weight" in why.columns else "contribution"
+        for item, rows in why.groupby("item_id", sort=False):
+            text[(user, item)] = ", ".join(f"{s} ({w:.3g})" for s, w in zip(rows[source], rows[weight], strict=True))
+    return [text.get((u, i), "") for u, i in zip(frame["user_id"], frame["item_id"], strict=True)]
 
 
 @handle_errors

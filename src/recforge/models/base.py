@@ -321,6 +321,39 @@ class Recommender(ABC):
         top_scores = np.take_along_axis(top_scores, order, axis=1)
         return self._frame(np.asarray(ids, dtype=object), top, top_scores, "item_id", "similar_item_id")
 
+    # ------------------------------------------------------------------ explanations
+    def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray | None:
+        """(len(item_idx), n_items) exact share of each history item in the score, or None.
+
+        Models whose score is a sum over the user's training items (EASE, item-kNN) return
+        it, so that removing history item j lowers the score by exactly entry j.
+        """
+        return None
+
+    def explain(self, user_id: Any, item_ids: Any, n: int = 3) -> pd.DataFrame:
+        """Why `user_id` gets each of `item_ids`: the training items of the user that count most.
+
+        ``kind="contribution"`` (EASE, item-kNN top-N): the item's exact share of the score.
+        ``kind="similar"`` (other models): the user's items nearest to the recommended item
+        under `similar_idx` (embedding or co-occurrence cosine). Returns a frame: item_id,
+        because_of, kind, weight, rank.
+        """
+        self._check_fitted()
+        u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
+        items = self.item_map_.to_idx([str(i) for i in _as_list(item_ids)], what="item")
+        history = self.seen_[u].indices
+        exact = self._history_contributions(u, items)
+        kind = "contribution" if exact is not None else "similar"
+        weights = exact if exact is not None else self.similar_idx(items)
+        rows = []
+        for r, i in enumerate(items):
+            w = np.asarray(weights[r], np.float32)[history]
+            order = np.argsort(-w, kind="stable")[:n]
+            for rank, j in enumerate(order, 1):
+                if w[j] > 0:
+                    rows.append((self.item_map_.ids[i], self.item_map_.ids[history[j]], kind, float(w[j]), rank))
+        return pd.DataFrame(rows, columns=["item_id", "because_of", "kind", "weight", "rank"])
+
     # ------------------------------------------------------------------ persistence
     @abstractmethod
     def _get_state(self) -> dict[str, np.ndarray]:

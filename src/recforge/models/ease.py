@@ -67,6 +67,10 @@ class EASE(Recommender):
         vals = rows.data * self.weights_[rows.indices, item]
         return np.bincount(pair, vals, minlength=rows.shape[0]).astype(np.float32)
 
+    def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray:
+        x = self._x[[user_idx]].toarray()[0]
+        return (x[None, :] * self.weights_[:, item_idx].T).astype(np.float32)
+
     def similar_idx(self, item_idx: np.ndarray) -> np.ndarray:
         """(len(item_idx), n_items): column i of B, the weights that predict item i."""
         return np.ascontiguousarray(self.weights_[:, np.asarray(item_idx, np.int64)].T)

@@ -180,6 +180,14 @@ class _KNN(Recommender):
             base = self.user_bias_[user_idx] + self.item_bias_[item_idx]
         return (self.global_mean_ + base + offset).astype(np.float32)
 
+    def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray | None:
+        """Item-based top-N scores are Σ_j x_uj w_ji: each history item's share is exact."""
+        if not self.by_item or self.config.task == "rating":
+            return None
+        left, right = self._operands[0]
+        x = left[[user_idx]].toarray()[0]
+        return (x[None, :] * right[np.asarray(item_idx, np.int64)].toarray()).astype(np.float32)
+
     def _predict_cold(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         if self.config.task != "rating":
             return super()._predict_cold(user_idx, item_idx)
