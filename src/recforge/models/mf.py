@@ -187,18 +187,17 @@ class MFNetwork(nn.Module):
         d = self.dim
         p, q = u[:, :d], v[..., :d]
         flat = items.dim() == 1
-        scores = (p * q).sum(dim=1) if flat else torch.bmm(q, p.unsqueeze(2)).squeeze(2)
+        # an elementwise product beats bmm for many tiny (K × d)·(d) products on CPU
+        scores = (p * q).sum(dim=1) if flat else (q * p.unsqueeze(1)).sum(dim=2)
         if self.use_bias:
             bu = u[:, d]
             scores = scores + v[..., d] + (bu if flat else bu.unsqueeze(1))
-        u2, v2 = u.pow(2), v.pow(2)
-        if vector_weight != 1.0 or (self.use_bias and bias_weight != 1.0):
-            column = torch.full((u.shape[1],), vector_weight, device=u.device, dtype=u.dtype)
-            if self.use_bias:
-                column[d] = bias_weight
-            u2, v2 = u2 * column, v2 * column
-        user_sq = u2.sum(dim=1)
-        item_sq = v2.sum(dim=-1)
+        # a·(all squares) + (c - a)·(bias squares): no reweighting of the full tensors
+        user_sq = vector_weight * u.pow(2).sum(dim=1)
+        item_sq = vector_weight * v.pow(2).sum(dim=-1)
+        if self.use_bias and bias_weight != vector_weight:
+            user_sq = user_sq + (bias_weight - vector_weight) * u[:, d].pow(2)
+            item_sq = item_sq + (bias_weight - vector_weight) * v[..., d].pow(2)
         if not flat:
             item_sq = (item_sq * item_weights).sum(dim=1) if item_weights is not None \
                 else item_sq.sum(dim=1)
@@ -279,10 +278,9 @@ class MatrixFactorization(TorchRecommender):
             if loss_name == "bpr":
                 loss = losses.bpr(pos_s, neg_s)
             elif loss_name == "bce":
-                logits = torch.cat([pos_s.unsqueeze(1), neg_s], dim=1)
-                targets = torch.zeros_like(logits)
+                targets = torch.zeros_like(scores)
                 targets[:, 0] = 1.0
-                loss = losses.bce(logits, targets)
+                loss = losses.bce(scores, targets)
             else:
                 loss = losses.sampled_softmax(
                     pos_s, neg_s,
