@@ -3,12 +3,10 @@
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import yaml
 
-from recforge.data.interactions import Interactions
 from recforge.models.ials import (
     CONFIDENCE_SHARE,
     IALSConfig,
@@ -20,7 +18,6 @@ from recforge.registry import create_model
 from recforge.testing import check_recommender, tiny_interactions
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml-100k"
 FAST = dict(factors=8, iterations=5)
 
 
@@ -123,17 +120,3 @@ def test_ratings_as_confidence_change_the_model():
 def test_yaml_holds_the_defaults():
     values = yaml.safe_load((ROOT / "configs" / "ml100k" / "ials.yaml").read_text())
     assert IALSConfig(**values) == IALSConfig()
-
-
-@pytest.mark.slow
-def test_quality_floor_ials():
-    from recforge.evaluation.evaluate import evaluate_topn
-
-    paths = [BENCH / "topn_train.tsv", BENCH / "topn_test.tsv"]
-    if not all(p.is_file() for p in paths):
-        pytest.skip(f"benchmark data not found at {BENCH}")
-    train, test = (pd.read_csv(p, sep="\t", dtype={"user_id": str, "item_id": str})
-                   for p in paths)
-    model = create_model("ials").fit(Interactions.from_frame(train))
-    metrics = evaluate_topn(model, test, ks=(10, 20)).metrics
-    assert metrics["ndcg@10"] >= 0.425, metrics

@@ -14,7 +14,6 @@ from recforge.registry import create_model
 from recforge.testing import check_recommender
 
 ROOT = Path(__file__).resolve().parents[2]
-BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml-100k"
 
 # 6 users × 3 items; 0 = no rating. Raters: item 0 {0,1,3,4,5}, item 1 {0,2,3,5},
 # item 2 {0,1,2,3,4}; co-raters: (0,1) {0,3,5}, (0,2) {0,1,3,4}, (1,2) {0,2,3}
@@ -180,24 +179,3 @@ def test_bad_configs_raise(bad):
 def test_yaml_holds_the_defaults(name, cls):
     values = yaml.safe_load((ROOT / "configs" / "ml100k" / f"{name}.yaml").read_text())
     assert cls(**values) == cls()
-
-
-def _bench(name: str, header: bool) -> pd.DataFrame:
-    path = BENCH / name
-    if not path.is_file():
-        pytest.skip(f"benchmark data not found at {path}")
-    names = None if header else ["user_id", "item_id", "rating", "timestamp"]
-    return pd.read_csv(path, sep="\t", names=names, dtype={"user_id": str, "item_id": str})
-
-
-@pytest.mark.slow
-def test_quality_floor_itemknn():
-    from recforge.evaluation.evaluate import evaluate_rating, evaluate_topn
-
-    model = create_model("itemknn").fit(Interactions.from_frame(_bench("topn_train.tsv", True)))
-    metrics = evaluate_topn(model, _bench("topn_test.tsv", True), ks=(10, 20)).metrics
-    assert metrics["ndcg@10"] >= 0.39, metrics
-    rating = create_model("itemknn", task="rating")
-    rating.fit(Interactions.from_frame(_bench("u1.base", False)))
-    rmse = evaluate_rating(rating, _bench("u1.test", False)).metrics["rmse"]
-    assert rmse <= 0.94, f"itemknn u1 RMSE {rmse:.4f}"

@@ -17,7 +17,7 @@ from recforge.testing import check_recommender, tiny_interactions
 
 BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench" / "ml-100k"
 FAST = dict(epochs=15, batch_size=32, learning_rate=0.02, embedding_dim=8, mlp_embedding_dim=8,
-            mlp_layers=[16, 8], init_std=0.1, threads=1, device="cpu")
+            mlp_layers=[16, 8], init_std=0.1, pretrain=False, threads=1, device="cpu")
 
 
 @pytest.mark.parametrize("variant", ["gmf", "mlp", "neumf"])
@@ -37,7 +37,12 @@ def test_ncf_conformance_pretrained_neumf():
 
 
 def test_config_rules():
-    assert NCF().config.variant == "neumf"
+    cfg = NCF().config
+    assert cfg.variant == "neumf" and cfg.pretrain and cfg.validation_metric == "ndcg@10"
+    assert (cfg.epochs, cfg.learning_rate) == (2, 1e-3)  # a short fine-tuning after pretraining
+    gmf = NCF(variant="gmf").config
+    assert not gmf.pretrain and (gmf.epochs, gmf.learning_rate) == (10, 1e-2)
+    assert NCF(variant="gmf", epochs=3).config.epochs == 3
     with pytest.raises(ConfigError, match="pretrain applies"):
         NCF(variant="gmf", pretrain=True)
     with pytest.raises(ConfigError):

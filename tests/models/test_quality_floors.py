@@ -1,0 +1,56 @@
+"""Quality floors on ML-100K with DEFAULT configs, scored exactly as shared/PROTOCOL.md.
+
+One test per model (marked slow: each trains on the real split). Floors are the targets of
+the models issue; the measured figures are in the README's generated results table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recforge.data.files import load_file
+from recforge.evaluation.evaluate import evaluate_rating, evaluate_topn
+from recforge.registry import create_model
+
+#: NDCG@10 floors on the top-N split
+TOPN_FLOORS = {
+    "popularity": 0.22,
+    "itemknn": 0.39,
+    "ease": 0.44,
+    "ials": 0.425,
+    "mf": 0.39,
+    "bpr": 0.39,
+    "multvae": 0.41,
+    "ncf": 0.40,
+}
+#: RMSE ceilings on the u1 fold
+RATING_CEILINGS = {"itemknn": 0.94, "mf": 0.925, "autorec": 0.92}
+
+
+@pytest.fixture(scope="module")
+def topn(ml100k_bench: Path):
+    train = load_file(ml100k_bench / "topn_train.tsv")
+    return train, load_file(ml100k_bench / "topn_test.tsv")
+
+
+@pytest.fixture(scope="module")
+def u1(ml100k_bench: Path):
+    return load_file(ml100k_bench / "u1.base"), load_file(ml100k_bench / "u1.test")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "floor"), TOPN_FLOORS.items())
+def test_topn_floor(name: str, floor: float, topn) -> None:
+    train, test = topn
+    metrics = evaluate_topn(create_model(name).fit(train), test, ks=(10, 20)).metrics
+    assert metrics["ndcg@10"] >= floor, f"{name}: NDCG@10 {metrics['ndcg@10']:.4f} < {floor}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "ceiling"), RATING_CEILINGS.items())
+def test_rating_ceiling(name: str, ceiling: float, u1) -> None:
+    train, test = u1
+    metrics = evaluate_rating(create_model(name, task="rating").fit(train), test).metrics
+    assert metrics["rmse"] <= ceiling, f"{name}: RMSE {metrics['rmse']:.4f} > {ceiling}"
