@@ -29,7 +29,7 @@ from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.models.torch_base import TorchRecommender
-from recforge.nn.layers import init_linear, make_activation
+from recforge.nn.layers import Activation, init_linear, make_activation
 from recforge.training.config import TrainingConfig, resolve_auto
 from recforge.training.sampling import batch_indices
 from recforge.training.trainer import TrainingPlan
@@ -38,10 +38,10 @@ __all__ = ["AutoRec", "AutoRecConfig", "AutoRecNetwork", "observed_squared_error
 
 #: per-task defaults of the fields left None (chosen on a validation split of ML-100K)
 _AUTO: dict[str, dict[str, Any]] = {
-    "rating": {"hidden_dim": 500, "epochs": 100, "batch_size": 64, "learning_rate": 1e-3,
-               "regularization": 1.0},
-    "topn": {"hidden_dim": 500, "epochs": 50, "batch_size": 64, "learning_rate": 1e-3,
-             "regularization": 1.0},
+    "rating": {"hidden_dim": 500, "epochs": 40, "batch_size": 128, "learning_rate": 1e-3,
+               "regularization": 200.0},
+    "topn": {"hidden_dim": 500, "epochs": 50, "batch_size": 128, "learning_rate": 3e-3,
+             "regularization": 100.0},
 }
 #: rows densified at once when encoding all rows stay under this many cells
 _DENSE_CELLS = 1 << 22
@@ -61,7 +61,7 @@ class AutoRecConfig(TrainingConfig):
     task: Literal["topn", "rating"] = "rating"
     variant: Literal["item", "user"] = "item"
     hidden_dim: int | None = Field(None, ge=1)
-    activation: str = "sigmoid"
+    activation: Activation = "sigmoid"
     regularization: float | None = Field(None, ge=0)
     epochs: int | None = Field(None, ge=1)  # type: ignore[assignment]
     batch_size: int | None = Field(None, ge=1)  # type: ignore[assignment]
@@ -75,11 +75,6 @@ class AutoRecConfig(TrainingConfig):
             if data.get("validation_metric") is None:
                 data["validation_metric"] = "rmse" if data["task"] == "rating" else "ndcg@10"
         return resolve_auto(data, _AUTO)
-
-    @model_validator(mode="after")
-    def _check(self) -> AutoRecConfig:
-        make_activation(self.activation)
-        return self
 
 
 def observed_squared_error(recon: torch.Tensor, target: torch.Tensor,

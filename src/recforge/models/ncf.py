@@ -44,22 +44,33 @@ Variant = Literal["gmf", "mlp", "neumf"]
 _PAIR_CHUNK = 1 << 16
 
 
+#: fields left None, resolved by whether NeuMF is fine-tuned after pretraining
+_AUTO = {
+    True: {"epochs": 2, "learning_rate": 1e-3},     # fine-tuning a pretrained NeuMF
+    False: {"epochs": 10, "learning_rate": 1e-2},   # GMF, MLP or NeuMF from scratch
+}
+
+
 class NCFConfig(TrainingConfig):
-    """Hyperparameters of `NCF` (defaults chosen on a validation split of ML-100K's top-N
-    training file, see ``configs/ml100k/ncf.yaml``).
+    """Hyperparameters of `NCF`; defaults chosen on a validation split carved from ML-100K's
+    top-N training file (``configs/ml100k/ncf.yaml`` records the evidence).
 
     `variant`: ``gmf``, ``mlp`` or ``neumf``. `embedding_dim`: GMF's user/item vector size
     (its predictive factors). `mlp_embedding_dim`: size of the MLP's user and item vectors
     (the tower's input is twice that). `mlp_layers`: widths of the tower's hidden ReLU
-    layers; the last is the MLP's predictive factors. `dropout`: after each tower layer.
-    `loss`: ``bce`` (pointwise log loss, the paper's) or ``bpr`` (pairwise).
+    layers; the last is the MLP's predictive factors. `dropout`: after each tower layer
+    but the last. `loss`: ``bce`` (pointwise log loss, the paper's) or ``bpr`` (pairwise).
     `n_negatives`: unseen items sampled per positive, afresh each epoch.
     `regularization`: λ of an L2 penalty on the embeddings each batch touches.
-    `init_std`: standard deviation of the initial embeddings (the paper: 0.01).
-    `pretrain` (NeuMF only): train GMF and MLP alone for `pretrain_epochs` epochs each with
-    Adam at `pretrain_learning_rate`, initialise NeuMF from them weighted by
-    `pretrain_alpha`, then train NeuMF with `optimizer` at `learning_rate` (set it lower
-    than the pretraining rate, the paper uses plain SGD here).
+    `init_std`: standard deviation of the initial embeddings.
+
+    `pretrain` (NeuMF only; None: on for ``neumf``): train GMF and MLP alone for
+    `pretrain_epochs` epochs each with Adam at `pretrain_learning_rate`, initialise NeuMF
+    from them weighted by `pretrain_alpha`, then fine-tune NeuMF for `epochs` epochs with
+    `optimizer` at `learning_rate`. `epochs` and `learning_rate` left None resolve to a
+    short fine-tuning (2 epochs at 1e-3) after pretraining, else to 10 epochs at 1e-2.
+    The pretraining stages use the training part only and run without validation; early
+    stopping (``validation_ratio > 0``) applies to the NeuMF stage.
     """
 
     variant: Variant = "neumf"
@@ -68,16 +79,28 @@ class NCFConfig(TrainingConfig):
     mlp_layers: list[int] = Field(default_factory=lambda: [64, 32, 16], min_length=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     loss: Literal["bce", "bpr"] = "bce"
-    n_negatives: int = Field(4, ge=1)
-    regularization: float = Field(0.0, ge=0)
-    init_std: float = Field(0.01, gt=0)
-    pretrain: bool = False
+    n_negatives: int = Field(8, ge=1)
+    regularization: float = Field(0.01, ge=0)
+    init_std: float = Field(0.1, gt=0)
+    pretrain: bool | None = None
     pretrain_epochs: int = Field(10, ge=1)
-    pretrain_learning_rate: float = Field(1e-3, gt=0)
+    pretrain_learning_rate: float = Field(1e-2, gt=0)
     pretrain_alpha: float = Field(0.5, ge=0, le=1)
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(1024, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    epochs: int | None = Field(None, ge=1)  # type: ignore[assignment]
+    learning_rate: float | None = Field(None, gt=0)  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        if out.get("pretrain") is None:
+            out["pretrain"] = out.get("variant", "neumf") == "neumf"
+        for key, value in _AUTO[bool(out["pretrain"])].items():
+            if out.get(key) is None:
+                out[key] = value
+        return out
 
     @model_validator(mode="after")
     def _check(self) -> NCFConfig:
@@ -118,7 +141,7 @@ class NCFNetwork(nn.Module):
 
     def __init__(self, n_users: int, n_items: int, variant: Variant, embedding_dim: int,
                  mlp_embedding_dim: int, mlp_layers: list[int], *, dropout: float = 0.0,
-                 init_std: float = 0.01) -> None:
+                 init_std: float = 0.1) -> None:
         super().__init__()
         self.variant = variant
         self.has_gmf = variant in ("gmf", "neumf")
@@ -154,19 +177,22 @@ class NCFNetwork(nn.Module):
         if self.has_gmf:
             parts.append(self.gmf_user(users).unsqueeze(1) * self.gmf_item(items))
         if self.has_mlp:
-            first, rest = self.tower[0], self.tower[1:]
-            d = self.mlp_user.embedding_dim
-            user_part = self.mlp_user(users) @ first.weight[:, :d].T + first.bias     # (B, h1)
-            w_item = first.weight[:, d:]
+            user_part, w_item = self._first_layer(users)
             if items.numel() > self.mlp_item.num_embeddings:
                 item_part = (self.mlp_item.weight @ w_item.T)[items]                 # (B, N, h1)
             else:
                 item_part = self.mlp_item(items) @ w_item.T
             pre = user_part.unsqueeze(1) + item_part
-            parts.append(rest(pre.reshape(-1, pre.shape[-1])).view(*items.shape, -1))
+            parts.append(self.tower[1:](pre.reshape(-1, pre.shape[-1])).view(*items.shape, -1))
         hidden = torch.cat(parts, -1) if len(parts) > 1 else parts[0]
         out = self.output(hidden).squeeze(-1)
         return out.squeeze(1) if squeeze else out
+
+    def _first_layer(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tower's first layer split: ``W_u p'_u + b`` (B, h1) and ``W_i`` (h1, d_m)."""
+        first = self.tower[0]
+        d = self.mlp_user.embedding_dim
+        return self.mlp_user(users) @ first.weight[:, :d].T + first.bias, first.weight[:, d:]
 
     def score_all(self, users: torch.Tensor) -> torch.Tensor:
         """Scores of users (B,) for every item → (B, n_items), without per-pair inputs."""
@@ -182,10 +208,9 @@ class NCFNetwork(nn.Module):
 
     def _tower_all(self, users: torch.Tensor, h_m: torch.Tensor) -> torch.Tensor:
         """``h_mᵀ tower([p'_u, q'_i])`` for all items, as (B, n_items), in blocks of pairs."""
-        first, rest = self.tower[0], self.tower[1:]
-        d = self.mlp_user.embedding_dim
-        user_part = self.mlp_user(users) @ first.weight[:, :d].T + first.bias   # (B, h1)
-        item_part = self.mlp_item.weight @ first.weight[:, d:].T                # (I, h1)
+        rest = self.tower[1:]
+        user_part, w_item = self._first_layer(users)                           # (B, h1)
+        item_part = self.mlp_item.weight @ w_item.T                             # (I, h1)
         n_items = item_part.shape[0]
         out = user_part.new_empty(len(users), n_items)
         step = max(1, _PAIR_CHUNK // max(n_items, 1))
