@@ -41,7 +41,7 @@ MODELS: dict[str, tuple[dict, int]] = {
     "mf": ({"epochs": 1, "validation_ratio": 0.0}, 1),
     "bpr": ({"epochs": 1, "validation_ratio": 0.0}, 1),
     "multvae": ({"epochs": 1, "validation_ratio": 0.0}, 1),
-    "ncf": ({"epochs": 1, "validation_ratio": 0.0}, 1),
+    "ncf": ({"epochs": 1, "pretrain": False, "validation_ratio": 0.0}, 1),
 }
 #: EASE inverts an items × items matrix: skip it beyond this catalog size
 EASE_MAX_ITEMS = 10_000
