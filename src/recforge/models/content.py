@@ -114,6 +114,26 @@ def _dense(m: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(m.toarray() if sp.issparse(m) else m, np.float32)
 
 
+class PipelineStateMixin:
+    """Saves the fitted `item_pipeline_` / `user_pipeline_` beside a model's own weights."""
+
+    item_pipeline_: FeaturePipeline | None
+    user_pipeline_: FeaturePipeline | None
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        state = super()._get_state()  # type: ignore[misc]
+        if self.item_pipeline_ is not None:
+            state.update(self.item_pipeline_.to_arrays("item_pipeline."))
+        if self.user_pipeline_ is not None:
+            state.update(self.user_pipeline_.to_arrays("user_pipeline."))
+        return state
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.item_pipeline_ = FeaturePipeline.from_arrays(state, "item_pipeline.")
+        self.user_pipeline_ = FeaturePipeline.from_arrays(state, "user_pipeline.")
+        super()._set_state(state)  # type: ignore[misc]
+
+
 class ColdStartMixin:
     """Cold-start inference for models that read user/item features.
 

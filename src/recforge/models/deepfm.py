@@ -30,7 +30,7 @@ from torch import nn
 
 from recforge.data.features import FeaturePipeline, entity_features
 from recforge.data.interactions import Interactions
-from recforge.models.content import ColdStartMixin
+from recforge.models.content import ColdStartMixin, PipelineStateMixin
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -40,7 +40,6 @@ from recforge.training.trainer import TrainingPlan, torch_threads
 
 __all__ = ["DeepFM", "DeepFMConfig", "FieldNetwork", "WideDeep", "WideDeepConfig"]
 
-_ITEM_PIPE, _USER_PIPE = "item_pipeline.", "user_pipeline."
 #: (user, item) pairs pushed through the MLP at once when scoring full rows
 _PAIR_CHUNK = 1 << 16
 
@@ -167,7 +166,7 @@ class FieldNetwork(nn.Module):
         return out
 
 
-class DeepFM(ColdStartMixin, TorchRecommender):
+class DeepFM(ColdStartMixin, PipelineStateMixin, TorchRecommender):
     """DeepFM (Guo et al. 2017) over ID and feature fields, trained with BCE (module docstring)."""
 
     name = "deepfm"
@@ -264,19 +263,6 @@ class DeepFM(ColdStartMixin, TorchRecommender):
             users = torch.from_numpy(np.asarray(user_idx, np.int64)).to(self.device_)
             return net.score_rows(net.parts("user", users), net.parts("item", None, x.to(self.device_))).cpu().numpy()
 
-    # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, np.ndarray]:
-        state = super()._get_state()
-        if self.item_pipeline_ is not None:
-            state.update(self.item_pipeline_.to_arrays(_ITEM_PIPE))
-        if self.user_pipeline_ is not None:
-            state.update(self.user_pipeline_.to_arrays(_USER_PIPE))
-        return state
-
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.item_pipeline_ = FeaturePipeline.from_arrays(state, _ITEM_PIPE)
-        self.user_pipeline_ = FeaturePipeline.from_arrays(state, _USER_PIPE)
-        super()._set_state(state)
 
 
 class WideDeep(DeepFM):

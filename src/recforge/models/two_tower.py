@@ -26,9 +26,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from recforge.data.features import FeaturePipeline, entity_features
+from recforge.data.features import entity_features
 from recforge.data.interactions import Interactions
-from recforge.models.content import ColdStartMixin, _listify, unit_rows
+from recforge.models.content import ColdStartMixin, PipelineStateMixin, _listify, unit_rows
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -38,7 +38,6 @@ from recforge.training.trainer import TrainingPlan, torch_threads
 
 __all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNetwork"]
 
-_ITEM_PIPE, _USER_PIPE = "item_pipeline.", "user_pipeline."
 
 
 class TwoTowerConfig(TrainingConfig):
@@ -154,7 +153,7 @@ class TwoTowerNetwork(nn.Module):
         return u @ v.T + b
 
 
-class TwoTower(ColdStartMixin, TorchRecommender):
+class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
     """Two-tower model (see the module docstring); cold users/items through their features."""
 
     name = "two_tower"
@@ -309,16 +308,3 @@ class TwoTower(ColdStartMixin, TorchRecommender):
                              "title": titles.get(jid, ""), "contribution": float(sims[j]), "rank": rank})
         return pd.DataFrame(rows, columns=["item_id", "kind", "source", "title", "contribution", "rank"])
 
-    # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, np.ndarray]:
-        state = super()._get_state()
-        if self.item_pipeline_ is not None:
-            state.update(self.item_pipeline_.to_arrays(_ITEM_PIPE))
-        if self.user_pipeline_ is not None:
-            state.update(self.user_pipeline_.to_arrays(_USER_PIPE))
-        return state
-
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.item_pipeline_ = FeaturePipeline.from_arrays(state, _ITEM_PIPE)
-        self.user_pipeline_ = FeaturePipeline.from_arrays(state, _USER_PIPE)
-        super()._set_state(state)
