@@ -115,10 +115,25 @@ def _dense(m: np.ndarray | sp.spmatrix) -> np.ndarray:
 
 
 class PipelineStateMixin:
-    """Saves the fitted `item_pipeline_` / `user_pipeline_` beside a model's own weights."""
+    """Fits `item_pipeline_` / `user_pipeline_` before training and saves them with the weights.
+
+    The model's config needs `use_item_features`, `use_user_features`, `text_buckets` and
+    `zip_prefix`.
+    """
 
     item_pipeline_: FeaturePipeline | None
     user_pipeline_: FeaturePipeline | None
+
+    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
+        cfg = self.config  # type: ignore[attr-defined]
+        self.user_pipeline_ = self.item_pipeline_ = None
+        if cfg.use_item_features:
+            self.item_pipeline_, _ = entity_features(interactions.item_features, self.item_map_.ids,  # type: ignore[attr-defined]
+                                                     text_buckets=cfg.text_buckets)
+        if cfg.use_user_features:
+            self.user_pipeline_, _ = entity_features(interactions.user_features, self.user_map_.ids,  # type: ignore[attr-defined]
+                                                     zip_prefix=cfg.zip_prefix)
+        super()._fit(interactions, validation)  # type: ignore[misc]
 
     def _get_state(self) -> dict[str, np.ndarray]:
         state = super()._get_state()  # type: ignore[misc]

@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from recforge.data.features import FeaturePipeline, entity_features
+from recforge.data.features import FeaturePipeline
 from recforge.data.interactions import Interactions
 from recforge.models.content import ColdStartMixin, PipelineStateMixin
 from recforge.models.torch_base import TorchRecommender
@@ -174,17 +174,6 @@ class DeepFM(ColdStartMixin, PipelineStateMixin, TorchRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: DeepFMConfig
     head: ClassVar[str] = "deepfm"
-
-    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
-        cfg = self.config
-        self.user_pipeline_ = self.item_pipeline_ = None
-        if cfg.use_item_features:
-            self.item_pipeline_, _ = entity_features(interactions.item_features, self.item_map_.ids,
-                                                     text_buckets=cfg.text_buckets)
-        if cfg.use_user_features:
-            self.user_pipeline_, _ = entity_features(interactions.user_features, self.user_map_.ids,
-                                                     zip_prefix=cfg.zip_prefix)
-        super()._fit(interactions, validation)
 
     @staticmethod
     def _fields(pipe: FeaturePipeline | None) -> list[tuple[int, int]]:

@@ -26,7 +26,6 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from recforge.data.features import entity_features
 from recforge.data.interactions import Interactions
 from recforge.models.content import ColdStartMixin, PipelineStateMixin, _listify, unit_rows
 from recforge.models.torch_base import TorchRecommender
@@ -162,17 +161,6 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
     config: TwoTowerConfig
 
     # ------------------------------------------------------------------ features
-    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
-        cfg = self.config
-        self.user_pipeline_ = self.item_pipeline_ = None
-        if cfg.use_item_features:
-            self.item_pipeline_, _ = entity_features(interactions.item_features, self.item_map_.ids,
-                                                     text_buckets=cfg.text_buckets)
-        if cfg.use_user_features:
-            self.user_pipeline_, _ = entity_features(interactions.user_features, self.user_map_.ids,
-                                                     zip_prefix=cfg.zip_prefix)
-        super()._fit(interactions, validation)
-
     def _tensor(self, matrix: Any) -> torch.Tensor | None:
         if matrix is None:
             return None
