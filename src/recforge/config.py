@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -24,16 +25,36 @@ class ModelConfig(BaseModel):
     seed: int = 42
 
 
+def describe_validation_error(exc: ValidationError) -> str:
+    """Pydantic's report as one line: ``field: problem; other.field: problem``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+    )
+
+
 def parse_config(cls: type[ModelConfig], values: dict[str, Any]) -> ModelConfig:
     """Validate `values` into `cls`, turning pydantic's report into one ConfigError line."""
     try:
         return cls(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid {cls.__name__}: {problems}") from None
+        raise ConfigError(f"invalid {cls.__name__}: {describe_validation_error(exc)}") from None
+
+
+def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A YAML file holding a mapping (an empty file is an empty mapping); one-line errors."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping of settings")
+    return loaded
 
 
 def coerce_value(text: str) -> Any:

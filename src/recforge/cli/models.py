@@ -30,21 +30,13 @@ def load_params(config: Path | None, overrides: list[str], task: str | None) -> 
 
     The YAML is either flat (the model's config keys) or ``{model: NAME, params: {...}}``.
     """
-    import yaml
 
-    from recforge.config import apply_overrides
+    from recforge.config import apply_overrides, read_yaml_mapping
 
     name = None
     params: dict[str, Any] = {}
     if config is not None:
-        try:
-            loaded = yaml.safe_load(config.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config} does not exist") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {config} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config} must hold a mapping of settings")
+        loaded = read_yaml_mapping(config)
         if "params" in loaded or "model" in loaded:
             name = loaded.get("model")
             params = dict(loaded.get("params") or {})

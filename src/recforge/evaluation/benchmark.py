@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recforge.config import describe_validation_error, read_yaml_mapping
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError, DataError
 from recforge.evaluation.evaluate import (
@@ -177,22 +177,11 @@ class BenchmarkConfig(BaseModel):
 def load_config(path: str | Path) -> BenchmarkConfig:
     """Read and validate a benchmark YAML file (one ConfigError line on any problem)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"benchmark config {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping (dataset, task, ks, models...)")
+    raw = read_yaml_mapping(path, "benchmark config")
     try:
         config = BenchmarkConfig(**raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
     from recforge.registry import available_models
 
     known = available_models()
