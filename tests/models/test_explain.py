@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recforge.models.base import EXPLAIN_COLUMNS
 from recforge.registry import create_model
 from recforge.testing import tiny_interactions
 
@@ -17,9 +18,9 @@ def test_removing_the_top_contributor_lowers_the_score_by_its_share(name: str):
     user = data.user_map.ids[0]
     top = model.recommend([user], k=1)["item_id"].iloc[0]
     why = model.explain(user, [top], n=3)
-    assert (why["kind"] == "contribution").all() and len(why) >= 1
-    assert (np.diff(why["weight"].to_numpy()) <= 0).all()
-    named = why["because_of"].iloc[0]
+    assert (why["kind"] == "item").all() and len(why) >= 1
+    assert (np.diff(why["contribution"].to_numpy()) <= 0).all()
+    named = why["source"].iloc[0]
     before = model.predict([user], [top])[0]
     frame = data.to_frame()
     keep = ~((frame["user_id"] == user) & (frame["item_id"] == named))
@@ -33,7 +34,7 @@ def test_removing_the_top_contributor_lowers_the_score_by_its_share(name: str):
         model._prepare_operands()
     after = model.predict([user], [top])[0]
     assert after < before
-    assert after == pytest.approx(before - why["weight"].iloc[0], abs=1e-5)
+    assert after == pytest.approx(before - why["contribution"].iloc[0], abs=1e-5)
 
 
 def test_other_models_name_the_nearest_items_of_the_history():
@@ -41,7 +42,7 @@ def test_other_models_name_the_nearest_items_of_the_history():
     model = create_model("popularity").fit(data)
     user = data.user_map.ids[0]
     why = model.explain(user, ["i05"], n=2)
-    assert (why["kind"] == "similar").all()
+    assert (why["kind"] == "similar_item").all()
     history = set(data.to_frame().query("user_id == @user")["item_id"])
-    assert set(why["because_of"]) <= history
-    assert isinstance(why, pd.DataFrame) and list(why.columns) == ["item_id", "because_of", "kind", "weight", "rank"]
+    assert set(why["source"]) <= history
+    assert isinstance(why, pd.DataFrame) and list(why.columns) == EXPLAIN_COLUMNS

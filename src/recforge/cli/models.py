@@ -161,10 +161,9 @@ def _explanations(recommender: Any, frame: Any) -> list[str]:
         if user not in known:
             continue
         why = recommender.explain(user, group["item_id"].tolist(), n=2)
-        source = "because_of" if "because_of" in why.columns else "source"
-        weight = "weight" if "weight" in why.columns else "contribution"
         for item, rows in why.groupby("item_id", sort=False):
-            text[(user, item)] = ", ".join(f"{s} ({w:.3g})" for s, w in zip(rows[source], rows[weight], strict=True))
+            text[(user, item)] = ", ".join(f"{s} ({w:.3g})" for s, w in zip(rows["source"], rows["contribution"],
+                                                                             strict=True))
     return [text.get((u, i), "") for u, i in zip(frame["user_id"], frame["item_id"], strict=True)]
 
 

@@ -25,6 +25,8 @@ from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedErro
 from recforge.models import artifact
 
 UnknownPolicy = Literal["error", "skip", "popular"]
+#: columns of every model's `explain` frame
+EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 
 #: scores computed per block stay under this many float32 cells (64 MiB)
 _BLOCK_CELLS = 1 << 24
@@ -333,26 +335,36 @@ class Recommender(ABC):
     def explain(self, user_id: Any, item_ids: Any, n: int = 3) -> pd.DataFrame:
         """Why `user_id` gets each of `item_ids`: the training items of the user that count most.
 
-        ``kind="contribution"`` (EASE, item-kNN top-N): the item's exact share of the score.
-        ``kind="similar"`` (other models): the user's items nearest to the recommended item
-        under `similar_idx` (embedding or co-occurrence cosine). Returns a frame: item_id,
-        because_of, kind, weight, rank.
+        ``kind="item"`` (EASE, item-kNN top-N): the history item's exact share of the score,
+        so removing it lowers the score by `contribution`. ``kind="similar_item"`` (other
+        models): the user's items nearest to the recommended item under `similar_idx`
+        (embedding or co-occurrence cosine). Returns the frame of `EXPLAIN_COLUMNS`: item_id,
+        kind, source (a history item ID or a feature name), title, contribution, rank.
         """
         self._check_fitted()
         u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
         items = self.item_map_.to_idx([str(i) for i in _as_list(item_ids)], what="item")
         history = self.seen_[u].indices
         exact = self._history_contributions(u, items)
-        kind = "contribution" if exact is not None else "similar"
+        kind = "item" if exact is not None else "similar_item"
         weights = exact if exact is not None else self.similar_idx(items)
+        titles = self.item_titles()
         rows = []
         for r, i in enumerate(items):
             w = np.asarray(weights[r], np.float32)[history]
             order = np.argsort(-w, kind="stable")[:n]
             for rank, j in enumerate(order, 1):
                 if w[j] > 0:
-                    rows.append((self.item_map_.ids[i], self.item_map_.ids[history[j]], kind, float(w[j]), rank))
-        return pd.DataFrame(rows, columns=["item_id", "because_of", "kind", "weight", "rank"])
+                    src = str(self.item_map_.ids[history[j]])
+                    rows.append((str(self.item_map_.ids[i]), kind, src, titles.get(src, ""), float(w[j]), rank))
+        return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
+
+    def item_titles(self) -> dict[str, str]:
+        """Item ID → title, from the training item features (empty without a title column)."""
+        feats = self.item_features_
+        if feats is None or "title" not in feats.columns:
+            return {}
+        return feats["title"].dropna().astype(str).to_dict()
 
     # ------------------------------------------------------------------ persistence
     @abstractmethod

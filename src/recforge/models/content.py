@@ -33,7 +33,7 @@ from recforge.config import ModelConfig
 from recforge.data.features import FeaturePipeline, entity_features
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import Recommender
+from recforge.models.base import EXPLAIN_COLUMNS, Recommender
 
 __all__ = ["ColdStartMixin", "ContentBased", "ContentConfig", "DemographicPopularity",
            "DemographicPopularityConfig"]
@@ -397,7 +397,7 @@ class ContentBased(ColdStartMixin, Recommender):
         total = P_liked.sum(axis=0)
         names = self.item_pipeline_.feature_names() if (
             self.item_pipeline_ is not None and self.encoder_ is None) else None
-        titles = self._titles()
+        titles = self.item_titles()
         rows: list[dict[str, Any]] = []
         for i in items:
             p_i = _dense(P[[i]])[0]
@@ -417,13 +417,7 @@ class ContentBased(ColdStartMixin, Recommender):
                         break
                     rows.append({"item_id": str(self.item_map_.ids[i]), "kind": "feature", "source": names[f],
                                  "title": "", "contribution": float(terms[f]), "rank": rank})
-        return pd.DataFrame(rows, columns=["item_id", "kind", "source", "title", "contribution", "rank"])
-
-    def _titles(self) -> dict[str, str]:
-        feats = self.item_features_
-        if feats is None or "title" not in feats.columns:
-            return {}
-        return feats["title"].dropna().astype(str).to_dict()
+        return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:

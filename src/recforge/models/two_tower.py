@@ -27,6 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.models.base import EXPLAIN_COLUMNS
 from recforge.models.content import ColdStartMixin, PipelineStateMixin, _listify, unit_rows
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
@@ -286,7 +287,7 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
         items = self.item_map_.to_idx([str(i) for i in _listify(item_ids)], what="item")
         history = self.seen_[u].indices
         unit = unit_rows(self.item_embeddings())
-        titles = self.training_interactions().item_titles()
+        titles = self.item_titles()
         rows = []
         for i in items:
             sims = unit[history] @ unit[i]
@@ -294,5 +295,5 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
                 jid = str(self.item_map_.ids[history[j]])
                 rows.append({"item_id": str(self.item_map_.ids[i]), "kind": "similar_item", "source": jid,
                              "title": titles.get(jid, ""), "contribution": float(sims[j]), "rank": rank})
-        return pd.DataFrame(rows, columns=["item_id", "kind", "source", "title", "contribution", "rank"])
+        return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
 
