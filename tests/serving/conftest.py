@@ -179,15 +179,19 @@ _SERVE = ("import typer; from recforge.cli.serve import serve_command; "
 
 
 def start_server(model_dir: Path, store_url: str, log: Path, keys_file: Path | None = None,
-                 workers: int = 1, port: int | None = None, table_prefix: str = "") -> LiveServer:
-    """A real `recforge serve` process for `model_dir`; waits until /readyz answers 200."""
+                 workers: int = 1, port: int | None = None, table_prefix: str = "",
+                 env: dict[str, str] | None = None) -> LiveServer:
+    """A real `recforge serve` process for `model_dir`; waits until /readyz answers 200.
+
+    `env`: variables added to the server's environment.
+    """
     port = port or free_port()
     cmd = [sys.executable, "-c", _SERVE, "--model", str(model_dir), "--store", store_url,
            "--port", str(port), "--workers", str(workers), "--log-level", "warning",
            "--table-prefix", table_prefix]
     if keys_file is not None:
         cmd += ["--keys-file", str(keys_file)]
-    env = dict(os.environ)
+    env = {**os.environ, **(env or {})}
     with log.open("ab") as fh:
         process = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
                                    start_new_session=True)

@@ -78,9 +78,10 @@ def test_unknown_user_gets_popularity_fallback(ml):
     body = r.json()
     assert body["fallback"] == "popularity"
     assert [it["item_id"] for it in body["items"]][:1] == ["50"]  # Star Wars is the most rated
-    # their own events are excluded from the fallback too
+    # once they have events, those are folded into the model, and excluded
     ml.post("/v1/events", json={"events": [{"user_id": "no-such-user", "item_id": "50"}]})
     again = ml.get("/v1/users/no-such-user/recommendations?k=5").json()
+    assert again["fallback"] == "fold_in"
     assert "50" not in [it["item_id"] for it in again["items"]] and len(again["items"]) == 5
 
 
@@ -109,6 +110,16 @@ def test_health_is_open_and_metrics_need_a_key(ml_ro):
     assert "recforge_http_request_duration_seconds_bucket" in text
     assert 'recforge_model_info{created=' in text and 'name="itemknn"' in text
     assert "recforge_events_stored_total" in text
+
+
+def test_metrics_across_workers_need_the_variable_before_import(tmp_path: Path):
+    """Without PROMETHEUS_MULTIPROC_DIR at import, values are per process: refuse to pretend."""
+    from recforge.errors import ConfigError
+    from recforge.serving.metrics import ServiceMetrics
+
+    with pytest.raises(ConfigError, match="PROMETHEUS_MULTIPROC_DIR set before prometheus_client"):
+        ServiceMetrics(tmp_path)
+    assert b"recforge_workers 1.0" in ServiceMetrics().render()
 
 
 def test_public_metrics(make_client, tiny_model_dir: Path, keys):
@@ -140,7 +151,7 @@ def test_items_similar_and_404(ml_ro):
         assert r.status_code == 404 and r.json() == {"detail": "unknown item: 999999"}
 
 
-def test_batch_and_session_recommendations(ml_ro):
+def test_batch_and_session_recommendations(ml_ro, ml100k_model_dir: Path):
     r = ml_ro.post("/v1/recommendations", json={"user_ids": ["1", 2, "new-user"], "k": 3})
     assert r.status_code == 200
     results = r.json()["results"]
@@ -149,7 +160,7 @@ def test_batch_and_session_recommendations(ml_ro):
     single = ml_ro.get("/v1/users/1/recommendations?k=3").json()["items"]
     assert results[0]["items"] == single
 
-    r = ml_ro.post("/v1/recommendations", json={"items": ["50", "181", "unknown-item"], "k": 5,
+    r = ml_ro.post("/v1/recommendations", json={"items": ["50", "181", "unknown-item"], "k": 10,
                                              "explain": True})
     assert r.status_code == 200
     body = r.json()
@@ -159,18 +170,31 @@ def test_batch_and_session_recommendations(ml_ro):
     ids = [it["item_id"] for it in session["items"]]
     assert "50" not in ids and "181" not in ids and "172" in ids  # The Empire Strikes Back
     assert session["items"][0]["explanation"]["reason"] == "similar_to_session"
+    # the session is scored as the model scores a user with these items (item-kNN: x · W)
+    model = load_model(ml100k_model_dir)
+    folded = model.score_histories([model.item_map_.lookup(["50", "181"])])[0]
+    assert [it["score"] for it in session["items"]] == pytest.approx(
+        folded[model.item_map_.lookup(ids)].tolist(), rel=1e-5)
 
     cold = ml_ro.post("/v1/recommendations", json={"items": ["unknown-item"], "k": 3}).json()
     assert cold["results"][0]["fallback"] == "popularity"
 
 
-def test_explanations_name_history_items(ml_ro):
+def test_explanations_are_the_models_own(ml_ro, ml100k_model_dir: Path):
+    """item-kNN: each named item is a training item of the user with its exact share of the score."""
+    model = load_model(ml100k_model_dir)
     items = ml_ro.get("/v1/users/1/recommendations?k=3&explain=true").json()["items"]
+    why = model.explain("1", [it["item_id"] for it in items], n=2)
+    history = set(model.item_map_.to_ids(model.seen_[model.user_map_.to_idx(["1"])[0]].indices))
     for it in items:
         expl = it["explanation"]
-        assert expl["reason"] in ("similar_to_history", "model_score")
+        assert expl["reason"] == "history_contribution" and expl["because"]
+        expected = why[why["item_id"] == it["item_id"]]
+        assert [b["item_id"] for b in expl["because"]] == expected["source"].tolist()
+        assert [b["contribution"] for b in expl["because"]] == pytest.approx(expected["contribution"].tolist(),
+                                                                             abs=1e-6)
         for b in expl["because"]:
-            assert b["title"] and 0 < b["similarity"] <= 1.0 + 1e-6
+            assert b["item_id"] in history and b["title"] and b["contribution"] > 0 and b["similarity"] is None
 
 
 def test_score_pairs(ml_ro):

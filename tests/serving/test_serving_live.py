@@ -1,4 +1,4 @@
-"""Against real uvicorn processes: concurrent clients, several workers, SIGKILL, reload under load."""
+"""Against real uvicorn processes: concurrent clients, several workers, SIGKILL, reload under load, metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from recforge.serving.store import EventStore
 
@@ -145,3 +146,34 @@ def test_reload_under_load_never_fails_a_request(thread_server, tiny_model_dir: 
         t.join(timeout=30)
     assert statuses and set(statuses) == {200}
     assert models <= {"popularity", "itemknn"}
+
+
+def _total(text: str, sample: str, **labels: str) -> float:
+    """Sum of the samples named `sample` whose labels include `labels`, in a /metrics text."""
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == sample and labels.items() <= s.labels.items())
+
+
+def test_metrics_are_totals_across_workers(live_server, tiny_model_dir: Path, tmp_path: Path):
+    """`recforge serve --workers 2`: whichever worker answers /metrics, it counts every request."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    server = live_server(tiny_model_dir, f"sqlite:///{tmp_path / 'events.db'}", workers=2,
+                         env={"TMPDIR": str(temp)})
+    assert len(list(temp.glob("recforge-metrics-*"))) == 1  # the launch's fresh directory
+    n = 40
+
+    def get(i: int) -> int:  # a new connection each time, so both workers take requests
+        return httpx.get(f"{server.url}/v1/users/u{i % 6 + 1}/recommendations?k=2", timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(get, range(n))) == {200}
+    route = "/v1/users/{user_id}/recommendations"
+    for _ in range(6):  # new connections: several /metrics answers, all with the same totals
+        text = httpx.get(f"{server.url}/metrics", timeout=30).text
+        assert _total(text, "recforge_http_requests_total", route=route) == n
+        assert _total(text, "recforge_http_request_duration_seconds_count", route=route) == n
+        assert _total(text, "recforge_workers") == 2
+    assert _total(text, "recforge_model_info", name="popularity") == 1
+    server.stop()
+    assert not list(temp.glob("recforge-metrics-*"))  # removed when the server stops

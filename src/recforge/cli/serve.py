@@ -1,7 +1,9 @@
 """Serving commands: `serve`, `keys create|list|revoke`, `retrain`.
 
 `recforge serve` without ``--keys-file`` runs without authentication, and therefore only on
-a loopback address (with a warning); on any other address it refuses to start.
+a loopback address (with a warning); on any other address it refuses to start. With
+``--workers N`` (N > 1) it gives the launch a fresh Prometheus multiprocess directory,
+removed when the server stops, so ``/metrics`` reports totals across the workers.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +77,7 @@ def serve_command(
     import uvicorn
 
     from recforge.serving.app import create_app
+    from recforge.serving.metrics import MULTIPROC_ENV
     from recforge.serving.store import default_store_url
 
     if keys_file is None and not _is_loopback(host):
@@ -97,8 +102,16 @@ def serve_command(
         return
     app.state.service.store.close()
     del app  # the workers load their own copies
-    os.environ[ENV_CONFIG] = json.dumps(settings)
-    _run_workers(host, port, workers, log_level)
+    # a fresh directory per launch, set before the workers import prometheus_client, so that
+    # every worker's /metrics reports totals across workers
+    metrics_dir = tempfile.mkdtemp(prefix="recforge-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    os.environ[ENV_CONFIG] = json.dumps({**settings, "metrics_dir": metrics_dir})
+    try:
+        _run_workers(host, port, workers, log_level)
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _run_workers(host: str, port: int, workers: int, log_level: str) -> None:

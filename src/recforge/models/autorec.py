@@ -28,11 +28,12 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.models.base import history_matrix
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn.layers import Activation, init_linear, make_activation
 from recforge.training.config import TrainingConfig, resolve_auto
 from recforge.training.sampling import batch_indices
-from recforge.training.trainer import TrainingPlan
+from recforge.training.trainer import TrainingPlan, torch_threads
 
 __all__ = ["AutoRec", "AutoRecConfig", "AutoRecNetwork", "observed_squared_error"]
 
@@ -224,6 +225,35 @@ class AutoRec(TorchRecommender):
         uniq, inverse = torch.unique(users, return_inverse=True)
         recon = net(self._dense(self._input()[uniq.cpu().numpy()]))       # (U, n_items)
         return recon[inverse, items]
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Fold-in of users known only by their items (binary histories).
+
+        U-AutoRec: the history row through the network (value 1 for top-N, the training mean
+        rating for the rating task). I-AutoRec, top-N: a new user is a new decoder row, so
+        solve ``min Σ_i (x_i − w·h_i − b)² + λ/2 ‖w‖²`` over every item with the item codes
+        h_i fixed — the training objective of that row. For rating I-AutoRec a history
+        without ratings cannot fit a decoder row: the default (summed similarities) is used.
+        """
+        cfg = self.config
+        net: AutoRecNetwork = self.network_  # type: ignore[assignment]
+        rows = history_matrix(histories, self.n_items)
+        if cfg.variant == "item" and cfg.task == "rating":
+            return super()._score_histories(histories)
+        net.eval()
+        with torch_threads(cfg.threads), torch.no_grad():
+            if cfg.variant == "user":
+                if cfg.task == "rating":
+                    rows.data[:] = self.global_mean_
+                block = max(1, _DENSE_CELLS // max(self.n_items, 1))
+                return np.concatenate([net(self._dense(rows[start:start + block])).cpu().numpy()
+                                       for start in range(0, rows.shape[0], block)]).astype(np.float32)
+            codes = self._encode_all(net).cpu().numpy().astype(np.float64)  # (n_items, k)
+        design = np.hstack([codes, np.ones((len(codes), 1))])
+        penalty = np.full(design.shape[1], max(float(cfg.regularization) / 2.0, 1e-6))  # > 0: solvable
+        penalty[-1] = 0.0  # the bias is not penalised
+        solution = np.linalg.solve(design.T @ design + np.diag(penalty), (rows @ design).T)  # (k + 1, B)
+        return (design @ solution).T.astype(np.float32)
 
     def item_embeddings(self) -> np.ndarray | None:
         """I-AutoRec: each item's hidden code; U-AutoRec: the decoder's item rows."""

@@ -1,8 +1,9 @@
 """The one Recommender interface every model implements.
 
 A model writes `_fit` and `score`; this base class gives ranking (`recommend`), rating
-prediction (`predict`), `similar_items`, seen-item exclusion, raw-ID mapping, and
-`save`/`load` of artifact directories. Idea after Cornac's recommender template.
+prediction (`predict`), `similar_items`, fold-in of users known only by their items
+(`score_histories`, which models with a real fold-in override), seen-item exclusion, raw-ID
+mapping, and `save`/`load` of artifact directories. Idea after Cornac's recommender template.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -323,6 +325,37 @@ class Recommender(ABC):
         top_scores = np.take_along_axis(top_scores, order, axis=1)
         return self._frame(np.asarray(ids, dtype=object), top, top_scores, "item_id", "similar_item_id")
 
+    # ------------------------------------------------------------------ fold-in
+    def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of users known only by their items: shape (len(histories), n_items), float32.
+
+        Each history is an array of item indices (an anonymous session, or a user whose events
+        arrived after training). The model folds it in without retraining: EASE and item-kNN
+        score it exactly as `score` scores a training user with that history; iALS, MF/BPR and
+        I-AutoRec solve a user vector against the fixed item side; Mult-VAE and U-AutoRec run
+        the history row through the network; popularity ignores it. The default sums the
+        `similar_idx` rows of the history items. History items are not masked out.
+        Histories are binary (every item weighs 1); an empty history scores 0 by default.
+        """
+        self._check_fitted()
+        clean = [_history_indices(h, self.n_items) for h in histories]
+        if not clean:
+            return np.zeros((0, self.n_items), np.float32)
+        scores = np.asarray(self._score_histories(clean), np.float32)
+        return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Fold-in scores of checked histories (sorted unique in-range indices); default: Σ similarities."""
+        H = history_matrix(histories, self.n_items).tocsc()
+        items = np.flatnonzero(np.diff(H.indptr))  # items in at least one history
+        out = np.zeros((len(histories), self.n_items), np.float32)
+        block = max(1, (_BLOCK_CELLS // 4) // max(self.n_items, 1))
+        for start in range(0, len(items), block):
+            cols = items[start:start + block]
+            sims = np.nan_to_num(np.asarray(self.similar_idx(cols), np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            out += H[:, cols] @ sims
+        return out
+
     # ------------------------------------------------------------------ explanations
     def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray | None:
         """(len(item_idx), n_items) exact share of each history item in the score, or None.
@@ -472,6 +505,21 @@ class Recommender(ABC):
             ratings=self._train_ratings,
             item_features=self.item_features_, user_features=self.user_features_,
         )
+
+
+def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """(len(histories), n_items) binary float32 CSR with a 1 at each history item."""
+    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+    cols = np.concatenate([np.asarray(h, np.int64) for h in histories]) if len(histories) else np.zeros(0, np.int64)
+    return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(histories), n_items))
+
+
+def _history_indices(history: Any, n_items: int) -> np.ndarray:
+    """A history as sorted unique int64 item indices; DataError when one is out of range."""
+    idx = np.unique(np.asarray(history, np.int64).ravel())
+    if len(idx) and (idx[0] < 0 or idx[-1] >= n_items):
+        raise DataError(f"history item indices must lie in 0..{n_items - 1}")
+    return idx
 
 
 def _read_features(path: Path) -> pd.DataFrame | None:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
-from recforge.models.base import Recommender
+from recforge.models.base import Recommender, history_matrix
 
 
 class EASEConfig(ModelConfig):
@@ -66,6 +66,10 @@ class EASE(Recommender):
         item = np.asarray(item_idx, np.int64)[pair]
         vals = rows.data * self.weights_[rows.indices, item]
         return np.bincount(pair, vals, minlength=rows.shape[0]).astype(np.float32)
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Exact fold-in: ``x B`` for the binary history row x (what `score` does for a user)."""
+        return np.asarray(history_matrix(histories, self.n_items) @ self.weights_, np.float32)
 
     def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray:
         x = self._x[[user_idx]].toarray()[0]

@@ -32,7 +32,7 @@ from pydantic import Field
 
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
-from recforge.models.base import Recommender
+from recforge.models.base import Recommender, history_matrix
 
 #: with ``alpha=None``, the observed cells' extra confidence Σ α r is this share of all cells
 CONFIDENCE_SHARE = 0.2
@@ -108,6 +108,22 @@ class ImplicitALS(Recommender):
 
     def item_embeddings(self) -> np.ndarray:
         return self.item_factors_
+
+    def fold_in(self, histories: list[np.ndarray]) -> np.ndarray:
+        """(len(histories), d) user factors solved against the fixed item factors.
+
+        The exact user step of training for a new row (what implicit's ``recalculate_user``
+        does): ``(YᵀY + Yᵀ(C_u − I)Y + λ_u I) x_u = Yᵀ C_u p_u`` with c = 1 + α on the history
+        items and the same frequency-scaled penalty λ_u as in training.
+        """
+        weights = history_matrix(histories, self.n_items)
+        weights.data *= np.float32(self.alpha_)
+        reg = _row_regularization(weights, self.config.regularization, self.config.reg_exponent)
+        Y = self.item_factors_
+        return _solve_exact(weights, Y, Y.T @ Y, reg)
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self.fold_in(histories) @ self.item_factors_.T
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,

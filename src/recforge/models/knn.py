@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
-from recforge.models.base import Recommender
+from recforge.models.base import Recommender, history_matrix
 
 Similarity = Literal["cosine", "pearson", "pearson_baseline", "euclidean", "jaccard"]
 
@@ -229,6 +229,14 @@ class ItemKNN(_KNN):
     name = "itemknn"
     config_class = ItemKNNConfig
     by_item = True
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Σ_j x_j w_ji over the history's items: `score` of a top-N user with that history.
+
+        For the rating task histories carry no ratings, so they rank by the same summed
+        neighbour weights (no baselines or residuals).
+        """
+        return (history_matrix(histories, self.n_items) @ self.weights_).toarray().astype(np.float32)
 
     def similar_idx(self, item_idx: np.ndarray) -> np.ndarray:
         """(len(item_idx), n_items): column i of the learned similarity (i's neighbours)."""

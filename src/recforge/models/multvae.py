@@ -21,15 +21,18 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812 (the conventional name)
 
 from recforge.data.interactions import Interactions
+from recforge.models.base import history_matrix
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import mlp
 from recforge.training.config import TrainingConfig, resolve_auto
 from recforge.training.sampling import batch_indices
-from recforge.training.trainer import TrainingPlan
+from recforge.training.trainer import TrainingPlan, torch_threads
 
 __all__ = ["MultVAE", "MultVAEConfig", "MultVAENetwork"]
 
+#: fold-in forwards blocks of history rows under this many float32 cells
+_BLOCK_CELLS = 1 << 22
 #: defaults of the fields left None — chosen on validation splits carved from the ML-100K
 #: training data (configs/ml100k/multvae.yaml records the evidence)
 _AUTO: dict[str, dict[str, Any]] = {
@@ -165,6 +168,18 @@ class MultVAE(TorchRecommender):
 
     def item_embeddings(self) -> np.ndarray | None:
         return self.network_.decoder[-1].weight.detach().cpu().numpy()
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """The decoder's logits for each history row: `score` of a user with that history."""
+        rows = history_matrix(histories, self.n_items)
+        out = np.empty(rows.shape, np.float32)
+        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
+        self.network_.eval()
+        with torch_threads(self.config.threads), torch.no_grad():
+            for start in range(0, rows.shape[0], block):
+                x = _dense(rows, np.arange(start, min(start + block, rows.shape[0])), self.device_)
+                out[start:start + len(x)] = self.network_(x)[0].float().cpu().numpy()
+        return out
 
 
 def _dense(rows: sp.csr_matrix, users: np.ndarray, device: torch.device) -> torch.Tensor:

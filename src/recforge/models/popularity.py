@@ -46,6 +46,10 @@ class Popularity(Recommender):
             return np.broadcast_to(self.item_scores_, (len(user_idx), self.n_items)).copy()
         return self.item_scores_[np.asarray(item_idx, np.int64)]
 
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Not personalized: every history gets the item scores."""
+        return np.broadcast_to(self.item_scores_, (len(histories), self.n_items)).copy()
+
     def _predict_cold(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         out = np.full(len(item_idx), self.global_mean_ if self.config.task == "rating" else 0.0,
                       np.float32)

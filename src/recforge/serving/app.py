@@ -72,6 +72,7 @@ def create_app(
     table_prefix: str = "",
     launch_id: str | None = None,
     sync_interval: float = 2.0,
+    metrics_dir: str | None = None,
 ) -> FastAPI:
     """Build the service for the artifact in `model_dir`.
 
@@ -83,11 +84,13 @@ def create_app(
     Apps sharing a store (same URL and `table_prefix`) are one service: a reload on any of
     them reaches the others within `sync_interval` seconds. `launch_id` is shared by the
     workers of one `recforge serve` launch, so a restarted worker serves the reloaded model.
+    `metrics_dir`: the launch's ``PROMETHEUS_MULTIPROC_DIR``, so that ``/metrics`` reports
+    totals across its workers (see `recforge.serving.metrics`); None keeps per-app counts.
     """
     loaded = LoadedModel.load(model_dir)
     keys = KeyRing(keys_file)
+    metrics = ServiceMetrics(metrics_dir)
     store = EventStore.open(store_url or default_store_url(model_dir), table_prefix=table_prefix)
-    metrics = ServiceMetrics()
     metrics.set_model(loaded.info)
     holder = ModelHolder(loaded)
 
@@ -107,6 +110,7 @@ def create_app(
         finally:
             sync.stop()
             store.close()
+            metrics.close()
 
     app = FastAPI(
         title="recforge",
@@ -217,6 +221,22 @@ def _rec_items(lm: LoadedModel, ranked: Ranked, explanations: list[dict[str, Any
     ]
 
 
+def _events(store: EventStore, lm: LoadedModel, user_ids: list[str], all_users: bool) -> dict[str, list[str]]:
+    """Stored event items per user: of every user when `all_users`, else of the unknown ones only
+    (they need them for fold-in)."""
+    wanted = user_ids if all_users else [u for u in user_ids if lm.user_idx(u) < 0]
+    return store.items_for_users(wanted) if wanted else {}
+
+
+def _explain(lm: LoadedModel, user_id: str, ranked: Ranked, events: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The model's own explanation for a known user; similarity to the history otherwise."""
+    if ranked.fallback is None:
+        own = lm.explain_known(user_id, ranked)
+        if own is not None:
+            return own
+    return lm.explain(ranked, _user_history(lm, user_id, events.get(user_id, [])), "similar_to_history")
+
+
 def _user_history(lm: LoadedModel, user_id: str, event_items: list[str]) -> np.ndarray:
     """Known item indices the user interacted with: training ∪ stored events."""
     uidx = lm.user_idx(user_id)
@@ -274,51 +294,49 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
 
     @app.get("/v1/users/{user_id}/recommendations", response_model=s.Recommendations,
              dependencies=[read], tags=["recommendations"],
-             summary="Top-k items for a user; unknown users get the popularity fallback")
+             summary="Top-k items for a user; unknown users get their events folded in, or popularity")
     def user_recommendations(
         user_id: UserId,
         k: KQuery = 10,
         exclude_seen: Annotated[bool, Query(description="Leave out training and event items")] = True,
-        explain: Annotated[bool, Query(description="Say which history items each one is like")] = False,
+        explain: Annotated[bool, Query(description="Say why: the history items or features behind each")] = False,
     ) -> Any:
         lm = holder.current
-        events = store.items_for_users([user_id]) if exclude_seen or explain else {}
+        events = _events(store, lm, [user_id], exclude_seen or explain)
         ranked = lm.recommend([user_id], k, exclude_seen, events)[0]
         if ranked.fallback:
             metrics.fallbacks.labels(kind=ranked.fallback).inc()
-        expl = None
-        if explain:
-            history = _user_history(lm, user_id, events.get(user_id, []))
-            expl = lm.explain(ranked, history, "similar_to_history")
+        expl = _explain(lm, user_id, ranked, events) if explain else None
         return {"user_id": user_id, "items": _rec_items(lm, ranked, expl),
                 "fallback": ranked.fallback, "model": _model(lm)}
 
     @app.post("/v1/recommendations", response_model=s.BatchRecommendations, dependencies=[read],
               tags=["recommendations"],
-              summary="A batch of users, or an anonymous session of items (item similarity)")
+              summary="A batch of users, or an anonymous session of items (folded into the model)")
     def batch_recommendations(body: s.RecommendationsIn) -> Any:
         lm = holder.current
+        lm.check_features(body.features)
         if body.items is not None:
             idx = lm.model.item_map_.lookup(body.items)
             unknown = [i for i, j in zip(body.items, idx, strict=True) if j < 0]
             session = np.unique(idx[idx >= 0])
-            ranked = lm.session(session, body.k)
+            if body.features and lm.user_feature_columns is not None:
+                ranked = lm.by_features(["session"], [session], body.features, body.k)[0]
+            else:
+                ranked = lm.session(session, body.k)
             if ranked.fallback:
                 metrics.fallbacks.labels(kind=ranked.fallback).inc()
             expl = lm.explain(ranked, session, "similar_to_session") if body.explain else None
             result = {"user_id": None, "items": _rec_items(lm, ranked, expl), "fallback": ranked.fallback}
             return {"results": [result], "unknown_items": unknown, "model": _model(lm)}
         user_ids = body.user_ids or []
-        events = store.items_for_users(user_ids) if body.exclude_seen or body.explain else {}
+        events = _events(store, lm, user_ids, body.exclude_seen or body.explain)
         results = []
-        for user_id, ranked in zip(user_ids, lm.recommend(user_ids, body.k, body.exclude_seen, events),
-                                   strict=True):
+        for user_id, ranked in zip(user_ids, lm.recommend(user_ids, body.k, body.exclude_seen, events,
+                                                          body.features), strict=True):
             if ranked.fallback:
                 metrics.fallbacks.labels(kind=ranked.fallback).inc()
-            expl = None
-            if body.explain:
-                expl = lm.explain(ranked, _user_history(lm, user_id, events.get(user_id, [])),
-                                  "similar_to_history")
+            expl = _explain(lm, user_id, ranked, events) if body.explain else None
             results.append({"user_id": user_id, "items": _rec_items(lm, ranked, expl),
                             "fallback": ranked.fallback})
         return {"results": results, "unknown_items": [], "model": _model(lm)}

@@ -1,29 +1,54 @@
-"""Prometheus metrics of one app, in its own CollectorRegistry (no process globals).
+"""Prometheus metrics of one app: in its own CollectorRegistry, or aggregated across workers.
 
 Exposed at ``/metrics``: requests and errors by route template and status, a latency
-histogram, events stored and refused as duplicates, model reloads, and the served model's
-name/version as an info metric. With several uvicorn workers each worker keeps its own
-counts; scrape them per worker or aggregate by the ``instance`` label.
+histogram, requests in flight, events stored and refused as duplicates, fallbacks by kind,
+model reloads, live worker processes, and the served model's name/version as an info metric.
+
+One process (tests, ``recforge serve`` with one worker): every app keeps its counts in its own
+registry, no process globals. Several workers (``recforge serve --workers N``): the serve
+command creates a fresh directory per launch and sets ``PROMETHEUS_MULTIPROC_DIR`` before the
+workers start, so prometheus_client keeps every worker's values in memory-mapped files there;
+each worker's ``/metrics`` then reads all of them (`MultiProcessCollector`) and reports totals
+across workers: counters and histograms summed, requests in flight and ``recforge_workers``
+summed over live workers, the model info as the maximum over live workers (after a reload the
+previous version stays listed with value 0). A worker killed without shutting down leaves its
+gauges counted until the launch ends; its counts are kept, as totals should be.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+from recforge.errors import ConfigError
 
 #: latency buckets in seconds, from sub-millisecond cache hits to multi-second batches
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: the environment variable prometheus_client reads, at import, to share values between processes
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class ServiceMetrics:
-    """The metric families of one service instance."""
+    """The metric families of one service instance.
 
-    def __init__(self) -> None:
+    `multiprocess_dir`: None for per-app counts; the launch's ``PROMETHEUS_MULTIPROC_DIR`` to
+    report totals across the worker processes writing there (ConfigError if prometheus_client
+    was imported without that variable set, since it would not share values).
+    """
+
+    def __init__(self, multiprocess_dir: str | Path | None = None) -> None:
+        self.multiprocess_dir = str(multiprocess_dir) if multiprocess_dir is not None else None
+        if self.multiprocess_dir is not None and values.ValueClass is values.MutexValue:
+            raise ConfigError(f"metrics across workers need {MULTIPROC_ENV} set before prometheus_client "
+                              "is imported (`recforge serve --workers N` sets it)")
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter("recforge_http_requests", "HTTP requests handled",
@@ -33,24 +58,46 @@ class ServiceMetrics:
         self.latency = Histogram("recforge_http_request_duration_seconds",
                                  "Time from request start to response start",
                                  ["method", "route"], buckets=_BUCKETS, registry=r)
-        self.in_flight = Gauge("recforge_http_requests_in_flight", "Requests being handled", registry=r)
+        self.in_flight = Gauge("recforge_http_requests_in_flight", "Requests being handled", registry=r,
+                               multiprocess_mode="livesum")
         self.events_stored = Counter("recforge_events_stored", "Events durably stored", registry=r)
         self.events_duplicate = Counter("recforge_events_duplicate",
                                         "Events refused as duplicates (idempotency key seen)", registry=r)
         self.fallbacks = Counter("recforge_recommendation_fallbacks",
-                                 "Recommendation lists served by a fallback", ["kind"], registry=r)
+                                 "Recommendation lists for users unknown to the model, by kind "
+                                 "(features, fold_in, popularity)", ["kind"], registry=r)
         self.reloads = Counter("recforge_model_reloads", "Model reload attempts", ["result"], registry=r)
+        self.workers = Gauge("recforge_workers", "Worker processes serving (summed across workers)",
+                             registry=r, multiprocess_mode="livesum")
         self.model_info = Gauge("recforge_model_info", "The model being served (value is 1)",
-                                ["name", "version", "fingerprint", "created"], registry=r)
+                                ["name", "version", "fingerprint", "created"], registry=r,
+                                multiprocess_mode="livemax")
+        self.workers.set(1)
+        self._model_labels: dict[str, str] | None = None
+        if self.multiprocess_dir is None:
+            self._exposition = self.registry
+        else:
+            self._exposition = CollectorRegistry()
+            MultiProcessCollector(self._exposition, path=self.multiprocess_dir)
 
     def set_model(self, info: dict[str, Any]) -> None:
-        self.model_info.clear()
-        self.model_info.labels(name=str(info.get("name", "")), version=str(info.get("version", "")),
-                               fingerprint=str(info.get("fingerprint", "")),
-                               created=str(info.get("created", ""))).set(1)
+        """Mark the served model; the previous one drops out (per app) or to 0 (across workers)."""
+        labels = {key: str(info.get(key, "")) for key in ("name", "version", "fingerprint", "created")}
+        if self.multiprocess_dir is None:
+            self.model_info.clear()
+        elif self._model_labels is not None:
+            self.model_info.labels(**self._model_labels).set(0)  # shared files cannot forget a series
+        self.model_info.labels(**labels).set(1)
+        self._model_labels = labels
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this app's registry, or the totals of every worker."""
+        return generate_latest(self._exposition)
+
+    def close(self) -> None:
+        """At shutdown: this worker's live gauges stop counting in the totals."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)
 
 
 class MetricsMiddleware:

@@ -8,9 +8,11 @@ field is a 422 rather than silently ignored.
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,6 +27,7 @@ MAX_BATCH_USERS = 100
 MAX_SESSION_ITEMS = 500
 MAX_EVENTS = 1000
 MAX_PAIRS = 1000
+MAX_FEATURES = 32
 #: default request body limit: 1 MiB holds 1000 events comfortably
 MAX_BODY_BYTES = 1 << 20
 
@@ -44,6 +47,24 @@ Id = Annotated[
 Key = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 EventType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,32}$")]
 K = Annotated[int, Field(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")]
+FeatureName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+
+
+def _feature_value(value: Any) -> Any:
+    """A user feature value: a string (at most 256 characters, no control characters) or a finite number."""
+    if isinstance(value, str):
+        if len(value) > 256 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("a feature string must have at most 256 characters and no control characters")
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if abs(value) > 1e15 or not math.isfinite(value):
+            raise ValueError("a feature number must be finite and at most 1e15 in size")
+        return value
+    kind = {bool: "true/false", type(None): "null", dict: "an object", list: "an array"}.get(type(value), "that")
+    raise ValueError(f"a feature must be a string or a number, not {kind}")
+
+
+FeatureValue = Annotated[Any, AfterValidator(_feature_value)]
 
 
 class Strict(BaseModel):
@@ -77,6 +98,11 @@ class RecommendationsIn(Strict):
     k: K = 10
     exclude_seen: bool = True
     explain: bool = False
+    features: dict[FeatureName, FeatureValue] | None = Field(
+        None, max_length=MAX_FEATURES,
+        description="User features (strings or numbers, e.g. age, gender, occupation, zip) of the users "
+                    "in this request unknown to the model: a feature model ranks them by these "
+                    "(fallback \"features\"); other models ignore them")
 
     @model_validator(mode="after")
     def _one_of(self) -> RecommendationsIn:
@@ -113,13 +139,23 @@ class ModelInfo(BaseModel):
 
 
 class Because(BaseModel):
-    item_id: str
-    title: str | None
-    similarity: float
+    """One reason: a history item (`item_id`) or a user/item feature (`feature`) and its weight."""
+
+    item_id: str | None = None
+    feature: str | None = None
+    title: str | None = None
+    contribution: float = Field(description="Share of the score (history_contribution, feature_match) "
+                                            "or cosine similarity (similar_to_*)")
+    similarity: float | None = Field(None, description="The cosine similarity, for similarity-based reasons")
 
 
 class Explanation(BaseModel):
-    reason: Literal["similar_to_history", "similar_to_session", "popular", "model_score"]
+    reason: Literal["history_contribution", "feature_match", "similar_to_history", "similar_to_session",
+                    "user_features", "popular", "model_score"] = Field(
+        description="history_contribution: removing a named item lowers the score by its contribution; "
+                    "feature_match: per-feature terms of the score; similar_to_*: the history or session "
+                    "items nearest to the item; user_features: ranked from the request's features; "
+                    "popular: the popularity fallback")
     because: list[Because] = []
     popularity: int | None = Field(None, description="Training interactions of the item")
 
@@ -135,7 +171,9 @@ class RecItem(BaseModel):
 class UserRecommendations(BaseModel):
     user_id: str | None
     items: list[RecItem]
-    fallback: Literal["popularity"] | None = None
+    fallback: Literal["popularity", "fold_in", "features"] | None = Field(
+        None, description="For users unknown to the model: features (a feature model and the request's "
+                          "features), fold_in (their stored events folded into the model) or popularity")
 
 
 class Recommendations(UserRecommendations):

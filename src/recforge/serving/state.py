@@ -8,7 +8,10 @@ keeps serving and the error is raised to the caller.
 
 Scoring is vectorized: seen-item exclusion of events stored since training asks the model
 for ``k + n_extra`` items and drops the extra ones, so the base class's blocked top-K does
-all the work.
+all the work. Users unknown to the model are served, in this order of preference, from their
+request-time features by a feature model (`recommend_cold`, fallback ``"features"``), from
+their stored events folded into the model (`score_histories`, ``"fold_in"``), or by
+popularity (``"popularity"``).
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recforge.errors import ArtifactError
+from recforge.errors import ArtifactError, DataError, RecforgeError
 from recforge.models.base import Recommender
 
-#: similarity rows of a session are summed in blocks of this many items
-_SESSION_BLOCK = 64
+#: reason of an explanation by the kind of `Recommender.explain` row it starts with
+_REASONS = {"item": "history_contribution", "similar_item": "similar_to_history", "feature": "feature_match"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class LoadedModel:
     info: dict[str, Any]
     titles: np.ndarray  # object array, per item index: title or None
     train_ratings: np.ndarray | None  # aligned with model.seen_.indices
+    user_feature_columns: frozenset[str] | None = None  # set when the model ranks cold users by features
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -77,8 +81,11 @@ class LoadedModel:
             col = features["title"].reindex(pd.Index(model.item_map_.ids, dtype=object))
             present = col.notna().to_numpy()
             titles[present] = col[present].astype(str).to_numpy(dtype=object)
+        columns = None
+        if hasattr(model, "recommend_cold") and model.user_features_ is not None:
+            columns = frozenset(str(c) for c in model.user_features_.columns) or None
         loaded = cls(model=model, directory=path, info=info, titles=titles,
-                     train_ratings=model.training_interactions().ratings)
+                     train_ratings=model.training_interactions().ratings, user_feature_columns=columns)
         loaded.validate()
         return loaded
 
@@ -130,49 +137,100 @@ class LoadedModel:
         return seen.indices[lo:hi], ratings
 
     # ------------------------------------------------------------------ ranking
-    def recommend(self, user_ids: Sequence[str], k: int, exclude_seen: bool,
-                  extra_seen: dict[str, list[str]]) -> list[Ranked]:
-        """Top-`k` per user; unknown users get popularity. `extra_seen`: user → event items.
+    def check_features(self, features: dict[str, Any] | None) -> None:
+        """DataError (a 422) for a feature name the served feature model was not trained with."""
+        if not features or self.user_feature_columns is None:
+            return
+        unknown = sorted(set(features) - self.user_feature_columns)
+        if unknown:
+            names = ", ".join(repr(f) for f in unknown[:5])
+            known = ", ".join(sorted(self.user_feature_columns)[:20])
+            raise DataError(f"features: unknown user feature {names} (the model knows: {known})")
 
-        With `exclude_seen`, items of events stored since training (`extra_seen`) are left out
+    def recommend(self, user_ids: Sequence[str], k: int, exclude_seen: bool,
+                  extra_seen: dict[str, list[str]], features: dict[str, Any] | None = None) -> list[Ranked]:
+        """Top-`k` per user. `extra_seen`: user → items of events stored since training.
+
+        Known users get the model's ranking; with `exclude_seen`, their event items are left out
         as well as the training items: the model ranks ``k + n_extra`` items in one vectorized
-        call and the extra ones are filtered out afterwards.
+        call and the extra ones are filtered out afterwards. Unknown users get, in order of
+        preference: `recommend_cold` from `features` (feature models only), the fold-in of their
+        event items, or popularity; `exclude_seen` leaves their event items out.
         """
         m = self.model
         uidx = m.user_map_.lookup(user_ids)
-        extras = [self.known_items(extra_seen.get(u, [])) if exclude_seen else np.empty(0, np.int64)
-                  for u in user_ids]
-        n_extra = max((len(e) for e in extras), default=0)
-        k_req = min(k + n_extra, m.n_items)
+        events = [self.known_items(extra_seen.get(u, [])) for u in user_ids]
+        empty = np.empty(0, np.int64)
+        drops = [e if exclude_seen else empty for e in events]
         known = uidx >= 0
         out: list[Ranked | None] = [None] * len(user_ids)
         if known.any():
-            items, scores = m.recommend_idx(uidx[known], k_req, exclude_seen)
+            n_extra = max(len(drops[i]) for i in np.flatnonzero(known))
+            items, scores = m.recommend_idx(uidx[known], min(k + n_extra, m.n_items), exclude_seen)
             for row, i in enumerate(np.flatnonzero(known)):
-                out[i] = _take(items[row], scores[row], extras[i], k)
-        if (~known).any():
-            pop_items, pop_scores = m.popular_idx(k_req)
-            for i in np.flatnonzero(~known):
-                ranked = _take(pop_items, pop_scores, extras[i], k)
-                out[i] = Ranked(ranked.items, ranked.scores, "popularity")
+                out[i] = _take(items[row], scores[row], drops[i], k)
+        cold = [int(i) for i in np.flatnonzero(~known)]
+        if cold and features and self.user_feature_columns is not None:
+            ranked = self.by_features([user_ids[i] for i in cold], [events[i] for i in cold], features, k)
+            for i, r in zip(cold, ranked, strict=True):
+                out[i] = r
+            cold = []
+        folded = [i for i in cold if len(events[i])]
+        for i, r in zip(folded, self.fold_in([events[i] for i in folded], k, exclude_seen), strict=True):
+            out[i] = Ranked(r.items, r.scores, "fold_in")
+        rest = [i for i in cold if not len(events[i])]
+        if rest:
+            pop_items, pop_scores = m.popular_idx(min(k, m.n_items))
+            valid = pop_items >= 0
+            for i in rest:
+                out[i] = Ranked(pop_items[valid], pop_scores[valid], "popularity")
         return [r for r in out if r is not None]
 
-    def session(self, item_idx: np.ndarray, k: int) -> Ranked:
-        """Items for an anonymous session: summed item-item similarity, session items excluded.
+    def fold_in(self, histories: list[np.ndarray], k: int, exclude: bool = True) -> list[Ranked]:
+        """Top-`k` for users given by item indices (`Recommender.score_histories`), one call.
 
-        Ties (e.g. items similar to none of the session) are broken by popularity; a session
-        with no known item gets the popularity fallback.
+        With `exclude`, each history's items are left out; ties (e.g. items the history says
+        nothing about) are broken by popularity.
+        """
+        if not histories:
+            return []
+        m = self.model
+        scores = m.score_histories(histories).astype(np.float64)
+        out = []
+        for row, hist in zip(scores, histories, strict=True):
+            if exclude:
+                row[hist] = -np.inf
+            out.append(_top(row, k, m.item_popularity_))
+        return out
+
+    def by_features(self, user_ids: Sequence[str], events: list[np.ndarray], features: dict[str, Any],
+                    k: int) -> list[Ranked]:
+        """Top-`k` of a feature model for unknown users sharing `features`; event items excluded."""
+        m = self.model
+        first: dict[str, np.ndarray] = {}
+        for user, items in zip(user_ids, events, strict=True):
+            first.setdefault(user, items)
+        unique = list(first)
+        frame = pd.DataFrame([dict(features)] * len(unique), index=pd.Index(unique, dtype=object))
+        seen = {u: [str(x) for x in m.item_map_.ids[first[u]]] for u in unique}
+        recs = m.recommend_cold(frame, k=min(k, m.n_items), seen_items=seen)  # type: ignore[attr-defined]
+        ranked = {}
+        for user, group in recs.groupby("user_id", sort=False):
+            items = m.item_map_.lookup(group["item_id"].astype(str).tolist())
+            ranked[str(user)] = Ranked(items.astype(np.int64), group["score"].to_numpy(np.float32), "features")
+        none = Ranked(np.empty(0, np.int64), np.empty(0, np.float32), "features")
+        return [ranked.get(u, none) for u in user_ids]
+
+    def session(self, item_idx: np.ndarray, k: int) -> Ranked:
+        """Items for an anonymous session: the model's fold-in of its items, which are excluded.
+
+        A session with no known item gets the popularity fallback.
         """
         m = self.model
         if len(item_idx) == 0:
             items, scores = m.popular_idx(min(k, m.n_items))
             return Ranked(items[items >= 0], scores[items >= 0], "popularity")
-        total = np.zeros(m.n_items, np.float64)
-        for start in range(0, len(item_idx), _SESSION_BLOCK):
-            block = np.asarray(m.similar_idx(item_idx[start:start + _SESSION_BLOCK]), np.float64)
-            total += np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).sum(axis=0)
-        total[item_idx] = -np.inf
-        return _top(total, k, m.item_popularity_)
+        return self.fold_in([np.asarray(item_idx, np.int64)], k)[0]
 
     def similar(self, idx: int, k: int) -> Ranked:
         """The `k` items most similar to item `idx`, itself excluded."""
@@ -182,24 +240,68 @@ class LoadedModel:
         sims[idx] = -np.inf
         return _top(sims, k, m.item_popularity_)
 
+    # ------------------------------------------------------------------ explanations
+    def explain_known(self, user_id: str, ranked: Ranked) -> list[dict[str, Any]] | None:
+        """The model's own `explain` for a known user, per recommended item; None if it has none.
+
+        Exact history contributions (EASE, item-kNN), leave-one-out contributions of liked items
+        and per-feature terms (content), or the user's items nearest in embedding space; only
+        positive contributions are named, items before features.
+        """
+        m = self.model
+        if len(ranked.items) == 0:
+            return []
+        ids = [str(x) for x in m.item_map_.ids[ranked.items]]
+        try:
+            frame = m.explain(user_id, ids, n=2)
+        except (RecforgeError, NotImplementedError):
+            return None
+        frame = frame[frame["contribution"] > 0]
+        frame = frame.assign(order=frame["kind"].map({"item": 0, "similar_item": 0, "feature": 1}).fillna(2))
+        frame = frame.sort_values(["item_id", "order", "rank"], kind="stable")
+        because: dict[str, list[dict[str, Any]]] = {}
+        reason: dict[str, str] = {}
+        for item, kind, source, title, value in zip(frame["item_id"], frame["kind"], frame["source"],
+                                                    frame["title"], frame["contribution"], strict=True):
+            entry: dict[str, Any] = {"contribution": round(float(value), 6)}
+            if kind == "feature":
+                entry |= {"feature": str(source), "title": None}
+            else:
+                fallback_title = title if isinstance(title, str) and title else None
+                entry |= {"item_id": str(source), "title": self.title(self.item_idx(str(source))) or fallback_title}
+                if kind == "similar_item":
+                    entry["similarity"] = entry["contribution"]
+            because.setdefault(str(item), []).append(entry)
+            reason.setdefault(str(item), _REASONS.get(str(kind), "model_score"))
+        pops = m.item_popularity_
+        return [{"reason": reason.get(i, "model_score"), "because": because.get(i, []),
+                 "popularity": int(pops[idx])} for i, idx in zip(ids, ranked.items, strict=True)]
+
     def explain(self, ranked: Ranked, history: np.ndarray, reason: str) -> list[dict[str, Any]]:
-        """Per recommended item: the (up to two) history items most similar to it."""
+        """Per recommended item: the (up to two) `history` items most similar to it.
+
+        For sessions, folded-in users and feature-ranked cold users; a popularity list says
+        "popular", a feature-ranked user without history "user_features".
+        """
         m = self.model
         pops = m.item_popularity_
-        if ranked.fallback is not None or len(history) == 0 or len(ranked.items) == 0:
-            return [{"reason": "popular", "because": [], "popularity": int(pops[i])}
-                    for i in ranked.items]
+        if ranked.fallback == "popularity" or len(ranked.items) == 0:
+            return [{"reason": "popular", "because": [], "popularity": int(pops[i])} for i in ranked.items]
+        if len(history) == 0:
+            fallback = "user_features" if ranked.fallback == "features" else "model_score"
+            return [{"reason": fallback, "because": [], "popularity": int(pops[i])} for i in ranked.items]
         sims = np.asarray(m.similar_idx(ranked.items), np.float64)[:, history]
         sims = np.nan_to_num(sims, nan=0.0, posinf=0.0, neginf=0.0)
         n_top = min(2, sims.shape[1])
         top = np.argsort(-sims, axis=1, kind="stable")[:, :n_top]
         out = []
         for row, item in enumerate(ranked.items):
-            because = [
-                {"item_id": str(m.item_map_.ids[history[j]]), "title": self.title(int(history[j])),
-                 "similarity": round(float(sims[row, j]), 6)}
-                for j in top[row] if sims[row, j] > 0
-            ]
+            because = []
+            for j in top[row]:
+                if sims[row, j] > 0:
+                    value = round(float(sims[row, j]), 6)
+                    because.append({"item_id": str(m.item_map_.ids[history[j]]), "title": self.title(int(history[j])),
+                                    "contribution": value, "similarity": value})
             out.append({"reason": reason if because else "model_score", "because": because,
                         "popularity": int(pops[item])})
         return out

@@ -65,11 +65,18 @@ function explanationText(explanation) {
   if (!explanation) return "";
   if (explanation.because && explanation.because.length) {
     return "because of " + explanation.because
-      .map((b) => `${b.title || b.item_id} (${b.similarity.toFixed(2)})`).join(", ");
+      .map((b) => `${b.title || b.item_id || b.feature} (${Number(b.contribution).toFixed(2)})`).join(", ");
   }
   if (explanation.reason === "popular") return `popular: ${explanation.popularity} interactions`;
+  if (explanation.reason === "user_features") return "chosen for the user's features";
   return "model score";
 }
+
+const FALLBACK_LABELS = {
+  popularity: "popularity fallback",
+  fold_in: "from the user's new events",
+  features: "from the user's features",
+};
 
 async function start() {
   try {
@@ -126,6 +133,7 @@ function renderHistory(history) {
 
 function renderRecs(recs) {
   $("fallback").hidden = recs.fallback === null;
+  if (recs.fallback !== null) $("fallback").textContent = FALLBACK_LABELS[recs.fallback] || recs.fallback;
   const items = recs.items.map((item) => {
     const li = el("li");
     li.dataset.itemId = item.item_id;
