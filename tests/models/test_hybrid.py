@@ -33,7 +33,8 @@ def test_conformance_with_two_tower():
 
 def test_blend_known_values():
     data = featured_tiny()
-    model = Hybrid(cf_model="ease", feature_model="content", shrinkage=5.0, normalize="none").fit(data)
+    model = Hybrid(cf_model="ease", feature_model="content", shrinkage=5.0, normalize="none",
+                   prior_model=None).fit(data)
     users = np.arange(data.n_users)
     n = data.user_counts()
     w = n / (n + 5.0)
@@ -46,7 +47,7 @@ def test_blend_known_values():
 
 def test_cold_user_is_the_feature_model(tmp_path):
     data = featured_tiny()
-    model = Hybrid(cf_model="ease", feature_model="content").fit(data)
+    model = Hybrid(cf_model="ease", feature_model="content", prior_model=None).fit(data)
     new = pd.DataFrame({"gender": ["M"]}, index=["x"])
     pd.testing.assert_frame_equal(model.recommend_cold(new, k=5), model.feature_.recommend_cold(new, k=5))
     items = pd.DataFrame({"genre_A": [1], "title": ["w3"]}, index=["new"])
@@ -56,3 +57,24 @@ def test_cold_user_is_the_feature_model(tmp_path):
     pd.testing.assert_frame_equal(loaded.recommend_cold(new, k=5), model.recommend_cold(new, k=5))
     expl = loaded.explain("u01", ["i05"])
     assert "feature_weight" in expl.columns and len(expl) > 0
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(1, keepdims=True)) / x.std(1, keepdims=True)
+
+
+def test_cold_user_blends_the_feature_model_with_the_demographic_prior(tmp_path):
+    data = featured_tiny()
+    model = Hybrid(cf_model="ease", feature_model="content", prior_weight=2.0).fit(data)
+    new = pd.DataFrame({"gender": ["F", "M"]}, index=["x", "y"])
+    got = model._score_cold_users(new, [np.zeros(0, np.int64)] * 2)
+    feat = model.feature_._score_cold_users(new, [np.zeros(0, np.int64)] * 2)
+    prior = model.prior_._score_cold_users(new, [np.zeros(0, np.int64)] * 2)
+    np.testing.assert_allclose(got, (_z(feat) + 2.0 * _z(np.log(prior))) / 3.0, rtol=1e-4, atol=1e-5)
+    # the prior separates the groups: women's list leans to the items women interacted with
+    top_f = model.recommend_cold(new.loc[["x"]], k=5)["item_id"]
+    assert all(int(i[1:]) < 10 for i in top_f)
+    model.save(tmp_path / "m")
+    loaded = Hybrid.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.recommend_cold(new, k=5), model.recommend_cold(new, k=5))
+    np.testing.assert_allclose(loaded.score(np.arange(4)), model.score(np.arange(4)), rtol=1e-5)

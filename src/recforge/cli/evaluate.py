@@ -133,12 +133,24 @@ def benchmark_command(
     out: Path = typer.Option(..., "--out", help="Directory for results.json, results.md, report.html."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
 ) -> None:
-    """Train and evaluate every model of a benchmark config; write results and an HTML report."""
+    """Train and evaluate every model of a benchmark config; write results and an HTML report.
+
+    A config with ``protocol: cold-start`` runs the cold-user / cold-item protocol instead
+    (`recforge.evaluation.cold`; results.json and results.md).
+    """
     from rich.console import Console
     from rich.markdown import Markdown
 
+    from recforge.evaluation import cold
     from recforge.evaluation.benchmark import run_benchmark
     from recforge.evaluation.report import results_markdown
+
+    if cold.is_cold_config(config):
+        console = Console(stderr=True)
+        result = cold.run_cold_benchmark(config, out, log=(lambda _: None) if quiet else console.print)
+        if not quiet:
+            console.print(Markdown(cold.results_markdown(result)))
+        return
 
     results = run_benchmark(config, out, progress=not quiet)
     if not quiet:

@@ -44,12 +44,15 @@ class TwoTowerConfig(TrainingConfig):
     """Hyperparameters of `TwoTower`.
 
     `embedding_dim`: size d of both towers' outputs. `hidden`: width of the feature MLPs
-    (0: a single linear layer). `loss`: ``softmax`` (sampled softmax) or ``bpr``.
+    (0: a single linear layer). `loss`: ``softmax`` (sampled softmax), ``full_softmax`` or ``bpr``.
     `n_negatives`: sampled negatives per positive (uniform or popularity^`negative_alpha`,
     seen items rejected). `id_dropout`: probability of dropping an example's ID embedding
     (on a side that has features) so cold users/items are served well;
     `user_id_dropout` overrides it for users (1.0: the user tower reads features only — a
     pure cold-user model, e.g. as the feature half of `hybrid`).
+    ``full_softmax`` scores every item of the catalog per example (exact softmax, as
+    cheap as sampling for catalogs of a few thousand items; it learns calibrated item
+    popularity, which cold users lean on).
     `regularization`: L2 on the embeddings used by a batch. `use_user_features` /
     `use_item_features`: read the side features when present. `text_buckets`, `zip_prefix`:
     feature pipeline settings. `temperature`: divides the softmax logits.
@@ -57,7 +60,7 @@ class TwoTowerConfig(TrainingConfig):
 
     embedding_dim: int = Field(32, ge=1)
     hidden: int = Field(64, ge=0)
-    loss: Literal["softmax", "bpr"] = "softmax"
+    loss: Literal["softmax", "full_softmax", "bpr"] = "softmax"
     n_negatives: int = Field(32, ge=1)
     negative_sampling: Literal["uniform", "popularity"] = "uniform"
     negative_alpha: float = Field(0.75, ge=0)
@@ -195,8 +198,11 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
         drop_users = user_drop if net.user_tower is not None else 0.0
         drop_items = cfg.id_dropout if net.item_tower is not None else 0.0
 
+        full = cfg.loss == "full_softmax"
+
         def batches(epoch: int, gen: np.random.Generator):
-            negatives = torch.from_numpy(sampler.sample(users_np, n_neg, gen)).to(device)
+            negatives = torch.zeros((n, 0), dtype=torch.int64, device=device) if full else \
+                torch.from_numpy(sampler.sample(users_np, n_neg, gen)).to(device)
             keep_u = torch.from_numpy((gen.random(n) >= drop_users).astype(np.float32)).to(device)
             keep_i = torch.from_numpy((gen.random(len(net.item_x)) >= drop_items).astype(np.float32)).to(device)
             for idx in batch_indices(n, cfg.batch_size, gen):
@@ -207,6 +213,10 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
             u, pos, neg, keep_u, keep_i = batch
             uvec = network.user_vectors(u, keep_id=keep_u)
             vecs, bias = network.item_vectors(keep_id=keep_i)
+            if full:
+                logits = network.score_all(uvec, vecs, bias) / cfg.temperature
+                penalty = network.users(u).pow(2).sum(1).mean() + network.items(pos).pow(2).sum(1).mean()
+                return nn.functional.cross_entropy(logits, pos) + lam * penalty
             cand = torch.cat([pos.unsqueeze(1), neg], dim=1)
             scores = torch.bmm(vecs[cand], uvec.unsqueeze(2)).squeeze(2) + bias[cand]
             if cfg.loss == "bpr":

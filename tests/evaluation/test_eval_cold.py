@@ -1,0 +1,65 @@
+"""Cold-start benchmark: config validation, and one fold of ML-100K end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recforge.cli.main import app
+from recforge.errors import ConfigError
+from recforge.evaluation.cold import load_cold_config
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cold.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("cold_users: {baseline: nope, models: [{name: popularity}]}", "baseline 'nope'"),
+    ("cold_users: {baseline: random, models: [{name: random}]}", "cold-items entry only"),
+    ("cold_items: {baseline: x, models: [{name: no_such_model, label: x}]}", "unknown model 'no_such_model'"),
+    ("folds: 1\ncold_items: {baseline: random, models: [{name: random}]}", "folds"),
+    ("seed: 1", "give cold_users, cold_items or both"),
+])
+def test_bad_configs_are_one_line_errors(tmp_path: Path, body: str, message: str):
+    path = _write(tmp_path, f"protocol: cold-start\ndataset: {{data_dir: .}}\n{body}\n")
+    with pytest.raises(ConfigError, match=message) as err:
+        load_cold_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_one_fold_of_ml100k(tmp_path: Path, ml100k_raw: Path):
+    path = _write(tmp_path, f"""
+protocol: cold-start
+dataset: {{name: movielens-100k, data_dir: {ml100k_raw}}}
+folds: 5
+max_folds: 1
+threads: 1
+cold_users:
+  baseline: demographic_popularity
+  models: [{{name: popularity}}, {{name: demographic_popularity}}]
+cold_items:
+  baseline: random
+  models: [{{name: random}}, {{name: popularity}}, {{name: content}}]
+""")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["benchmark", str(path), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    res = json.loads((out / "results.json").read_text())
+    users, items = res["cold_users"], res["cold_items"]
+    # 20 % of the 943 users, each ranked from demographics only
+    assert 180 <= users["users"] <= 200
+    demo, pop = users["models"]["demographic_popularity"], users["models"]["popularity"]
+    assert demo["ndcg@10"] > pop["ndcg@10"]
+    assert pop["ndcg@10 vs baseline"]["diff"] == pytest.approx(pop["ndcg@10"] - demo["ndcg@10"], abs=2e-4)
+    # a CF model cannot score unseen items: chance level; item features lift content far above it
+    rnd, cf, content = (items["models"][n]["recall@20"] for n in ("random", "popularity", "content"))
+    assert abs(cf - rnd) < 0.03
+    assert content > 2 * rnd
+    md = (out / "results.md").read_text()
+    assert "| demographic_popularity |" in md and "| content |" in md
