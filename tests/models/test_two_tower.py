@@ -62,3 +62,20 @@ def test_explain_names_history_items():
     seen = set(model.training_interactions().to_frame().query("user_id == 'u00'")["item_id"])
     assert set(expl["source"]) <= seen
     assert np.all(np.diff(expl[expl["item_id"] == "i00"]["contribution"].to_numpy()) <= 1e-6)
+
+
+def test_conformance_full_softmax():
+    check_recommender(lambda: TwoTower(**{**FAST, "loss": "full_softmax"}), personalized=True)
+
+
+def test_full_softmax_features_only_user_tower_learns_group_preferences():
+    data = featured_tiny()
+    model = TwoTower(**{**FAST, "loss": "full_softmax", "user_id_dropout": 1.0, "hidden": 0}).fit(data)
+    new = pd.DataFrame({"gender": ["F", "M"]}, index=["newF", "newM"])
+    top = model.recommend_cold(new, k=5).groupby("user_id")["item_id"].apply(list)
+    assert sum(int(i[1:]) < 10 for i in top["newF"]) >= 4
+    assert sum(int(i[1:]) >= 10 for i in top["newM"]) >= 4
+    # the user tower reads features only, so a known user scores like a new one of their group
+    known = model.score(np.array([0]))[0]
+    cold = model._score_cold_users(new.loc[["newF"]], [np.zeros(0, np.int64)])[0]
+    np.testing.assert_allclose(known, cold, rtol=1e-4, atol=1e-4)

@@ -174,6 +174,11 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
         user_x = self._tensor(self._user_feature_rows(self.user_features_, self.user_map_.ids))
         item_x = self._tensor(self._item_feature_rows(self.item_features_, self.item_map_.ids))
         net = TwoTowerNetwork(n_users, n_items, user_x, item_x, self.config.embedding_dim, self.config.hidden)
+        if self.config.user_id_dropout == 1.0 and net.user_tower is not None:
+            # a features-only user tower: the ID table never gets a gradient, so it stays at
+            # zero and known users are scored exactly like new users with the same features
+            with torch.no_grad():
+                net.users.weight.zero_()
         if getattr(self, "item_popularity_", None) is not None:
             # start the item bias at centred log-popularity: the softmax optimum of a model
             # without users, so the towers learn the personal part from the first step
