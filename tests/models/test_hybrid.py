@@ -78,3 +78,18 @@ def test_cold_user_blends_the_feature_model_with_the_demographic_prior(tmp_path)
     loaded = Hybrid.load(tmp_path / "m")
     pd.testing.assert_frame_equal(loaded.recommend_cold(new, k=5), model.recommend_cold(new, k=5))
     np.testing.assert_allclose(loaded.score(np.arange(4)), model.score(np.arange(4)), rtol=1e-5)
+
+
+def test_fold_in_blends_the_cf_fold_in_with_the_feature_part():
+    data = featured_tiny()
+    model = Hybrid(cf_model="ease", feature_model="content").fit(data)
+    histories = [model.seen_[u].indices for u in range(4)]
+    folded = model.score_histories(histories)
+    # EASE's fold-in is exact, so only the feature part differs (demographics unknown): close to score
+    trained = model.score(np.arange(4))
+    assert np.corrcoef(folded.ravel(), trained.ravel())[0, 1] > 0.8
+    w = np.array([len(h) / (len(h) + model.config.shrinkage) for h in histories])[:, None]
+    frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(4)], dtype=object))
+    cf = model._norm(model.cf_.score_histories(histories))
+    expected = w * cf + (1 - w) * model._score_cold_users(frame, histories)
+    np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)

@@ -33,7 +33,7 @@ from recforge.config import ModelConfig
 from recforge.data.features import FeaturePipeline, entity_features
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import EXPLAIN_COLUMNS, Recommender
+from recforge.models.base import EXPLAIN_COLUMNS, Recommender, history_matrix
 
 __all__ = ["ColdStartMixin", "ContentBased", "ContentConfig", "DemographicPopularity",
            "DemographicPopularityConfig"]
@@ -72,13 +72,6 @@ def _histories(seen_items: Any, ids: pd.Index, model: Recommender) -> list[np.nd
         idx = model.item_map_.lookup([str(x) for x in items])
         out.append(np.unique(idx[idx >= 0]))
     return out
-
-
-def history_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
-    """(len(histories), n_items) binary CSR of request-time histories."""
-    rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
-    cols = np.concatenate(histories) if histories else np.zeros(0, np.int64)
-    return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(histories), n_items))
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +156,12 @@ class ColdStartMixin:
     def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         """(len(frame), n_items) scores of unknown users from their features and histories."""
         raise NotImplementedError(f"{type(self).__name__} cannot score users unknown to it")
+
+    def _fold_in_cold(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Fold-in for models whose cold path reads request-time items (`content`, `two_tower`):
+        a user with unknown features and this history. They use it as `_score_histories`."""
+        frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(len(histories))], dtype=object))
+        return self._score_cold_users(frame, histories)
 
     def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
         """(len(user_idx), len(frame)) scores of known users for items unknown to the model."""
@@ -279,6 +278,7 @@ class ContentBased(ColdStartMixin, Recommender):
 
     name = "content"
     config_class = ContentConfig
+    _score_histories = ColdStartMixin._fold_in_cold
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: ContentConfig
 

@@ -153,6 +153,16 @@ class Hybrid(ColdStartMixin, Recommender):
             return model_scores
         return self._feature_part(model_scores, self.prior_._score_cold_users(frame, histories))  # type: ignore[attr-defined]
 
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Fold-in: the CF model's fold-in and the feature part, weighted by history length."""
+        counts = np.array([len(h) for h in histories], np.float32)[:, None]
+        w = counts / (counts + self.config.shrinkage)
+        frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(len(histories))], dtype=object))
+        cf = self._norm(self.cf_.score_histories(histories))
+        feature = self._score_cold_users(frame, histories)
+        feature = feature if self.prior_ is not None else self._norm(feature)
+        return (w * cf + (1.0 - w) * feature).astype(np.float32)
+
     def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
         return self.feature_._new_item_scores(frame, user_idx)  # type: ignore[attr-defined]
 

@@ -163,6 +163,7 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
     config_class = TwoTowerConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: TwoTowerConfig
+    _score_histories = ColdStartMixin._fold_in_cold
 
     # ------------------------------------------------------------------ features
     def _tensor(self, matrix: Any) -> torch.Tensor | None:
