@@ -58,6 +58,15 @@ def test_ml100k_u1_auc(ml100k_raw, ml100k_bench):
     base = pd.read_csv(ml100k_bench / "u1.base", sep="\t", names=cols)
     test = pd.read_csv(ml100k_bench / "u1.test", sep="\t", names=cols)
     train = Interactions.from_frame(base, user_features=data.user_features, item_features=data.item_features)
-    model = DeepFM(epochs=10, threads=2, device="cpu").fit(train)
+    # default config (rated pairs only, dim 32, dropout 0.5, weight decay 3e-4, batch 256,
+    # cosine over 20 epochs; seed 42): AUC 0.8035, accuracy 0.735, log loss 0.535, fit ≈ 30 s
+    model = DeepFM(threads=2, device="cpu").fit(train)
     prob = model.predict_proba(test["user_id"].astype(str), test["item_id"].astype(str))
-    assert mx.auc_roc((test["rating"] >= 4).to_numpy(), prob) >= 0.75
+    y = (test["rating"] >= 4).to_numpy()
+    auc = mx.auc_roc(y, prob)
+    accuracy = float(((prob >= 0.5) == y).mean())
+    p = np.clip(prob, 1e-7, 1 - 1e-7)
+    log_loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    print(f"deepfm u1: auc {auc:.4f} accuracy {accuracy:.4f} log loss {log_loss:.4f}")
+    assert auc >= 0.80
+    assert accuracy >= 0.72 and log_loss <= 0.55
