@@ -252,7 +252,9 @@ def _summary(per_user: dict[str, dict[str, list[np.ndarray]]], seconds: dict[str
 
 # ---------------------------------------------------------------------------------- output
 def _p(value: Any) -> str:
-    return "—" if value is None else f"{value:.2g}"
+    if value is None:
+        return "—"
+    return "< 1e-300" if value == 0 else f"{value:.2g}"
 
 
 def _diff(test: dict[str, Any]) -> str:

@@ -53,7 +53,10 @@ class TwoTowerConfig(TrainingConfig):
     ``full_softmax`` scores every item of the catalog per example (exact softmax, as
     cheap as sampling for catalogs of a few thousand items; it learns calibrated item
     popularity, which cold users lean on).
-    `regularization`: L2 on the embeddings used by a batch. `use_user_features` /
+    `regularization`: L2 on the embeddings used by a batch. `tower_regularization`: L2 on
+    the feature towers' weights (sum of squares), which keeps a features-only user tower
+    from memorising the few hundred distinct demographic profiles; unlike `weight_decay`
+    it leaves the item biases (popularity) alone. `use_user_features` /
     `use_item_features`: read the side features when present. `text_buckets`, `zip_prefix`:
     feature pipeline settings. `temperature`: divides the softmax logits.
     """
@@ -67,6 +70,7 @@ class TwoTowerConfig(TrainingConfig):
     id_dropout: float = Field(0.3, ge=0, lt=1)
     user_id_dropout: float | None = Field(None, ge=0, le=1)
     regularization: float = Field(1e-4, ge=0)
+    tower_regularization: float = Field(0.0, ge=0)
     temperature: float = Field(1.0, gt=0)
     use_user_features: bool = True
     use_item_features: bool = True
@@ -93,6 +97,9 @@ class TwoTowerNetwork(nn.Module):
         >>> net.score_all(net.user_vectors(torch.tensor([0, 2])), *net.item_vectors()).shape
         torch.Size([2, 5])
     """
+
+    #: the item biases hold popularity, which cold users lean on: no weight decay on them
+    no_weight_decay = ("item_bias.weight",)
 
     def __init__(self, n_users: int, n_items: int, user_x: torch.Tensor | None,
                  item_x: torch.Tensor | None, dim: int, hidden: int, init_std: float = 0.05) -> None:
@@ -215,6 +222,14 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
                 b = torch.from_numpy(idx).to(device)
                 yield users[b], items[b], negatives[b], keep_u[b], keep_i
 
+        towers = [m for m in (net.user_tower, net.item_tower) if m is not None]
+        tower_weights = [w for m in towers for name, w in m.named_parameters() if name.endswith("weight")]
+
+        def tower_penalty() -> torch.Tensor | float:
+            if not cfg.tower_regularization or not tower_weights:
+                return 0.0
+            return cfg.tower_regularization * sum(w.pow(2).sum() for w in tower_weights)
+
         def step(network: TwoTowerNetwork, batch: Any) -> torch.Tensor:
             u, pos, neg, keep_u, keep_i = batch
             uvec = network.user_vectors(u, keep_id=keep_u)
@@ -222,7 +237,7 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
             if full:
                 logits = network.score_all(uvec, vecs, bias) / cfg.temperature
                 penalty = network.users(u).pow(2).sum(1).mean() + network.items(pos).pow(2).sum(1).mean()
-                return nn.functional.cross_entropy(logits, pos) + lam * penalty
+                return nn.functional.cross_entropy(logits, pos) + lam * penalty + tower_penalty()
             cand = torch.cat([pos.unsqueeze(1), neg], dim=1)
             scores = torch.bmm(vecs[cand], uvec.unsqueeze(2)).squeeze(2) + bias[cand]
             if cfg.loss == "bpr":
@@ -232,7 +247,7 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
                                               pos_logq=log_q[pos] if use_logq else None,
                                               neg_logq=log_q[neg] if use_logq else None)
             penalty = network.users(u).pow(2).sum(1).mean() + network.items(cand).pow(2).sum(2).mean()
-            return loss + lam * penalty
+            return loss + lam * penalty + tower_penalty()
 
         return TrainingPlan(step, batches)
 

@@ -211,13 +211,15 @@ class Trainer:
                 stopping (``config.patience``) and best-epoch restore.
             metric_name: label of the metric (progress bar, history).
             higher_is_better: direction of the metric.
-            parameters: parameters or parameter groups to optimise (default: all).
+            parameters: parameters or parameter groups to optimise (default: all; a network
+                with a ``no_weight_decay`` tuple of parameter names keeps those, e.g. item
+                biases that carry popularity, out of ``weight_decay``).
         """
         cfg = self.config
         rng = rng if rng is not None else np.random.default_rng(cfg.seed)
         self.network = network
         if parameters is None:
-            parameters = network.parameters()
+            parameters = _parameter_groups(network)
         self.optimizer = self.make_optimizer(parameters)
         self.scheduler = self.make_scheduler(self.optimizer)
         self.stop_training = False
@@ -281,3 +283,11 @@ class Trainer:
             with torch.no_grad():
                 metric = float(validate())
         return EpochRecord(epoch, mean_loss, metric, lr, time.perf_counter() - start)
+
+
+def _parameter_groups(network: nn.Module) -> list[dict[str, Any]]:
+    """All trainable parameters; those named in ``network.no_weight_decay`` in a group without decay."""
+    exempt = set(getattr(network, "no_weight_decay", ()))
+    decay = [p for n, p in network.named_parameters() if n not in exempt]
+    free = [p for n, p in network.named_parameters() if n in exempt]
+    return [{"params": decay}] + ([{"params": free, "weight_decay": 0.0}] if free else [])
