@@ -54,3 +54,19 @@ def test_rating_ceiling(name: str, ceiling: float, u1) -> None:
     train, test = u1
     metrics = evaluate_rating(create_model(name, task="rating").fit(train), test).metrics
     assert metrics["rmse"] <= ceiling, f"{name}: RMSE {metrics['rmse']:.4f} > {ceiling}"
+
+
+@pytest.mark.slow
+def test_hybrid_beats_demographic_popularity_on_cold_users(ml100k_raw: Path):
+    """Issue 5's bar, with the settings of benchmarks/ml100k-cold.yaml: paired p < 0.05 on NDCG@10."""
+    from recforge.data.movielens import load_movielens
+    from recforge.evaluation.cold import ColdSide, cold_users, load_cold_config
+
+    config = load_cold_config(Path(__file__).resolve().parents[2] / "benchmarks/ml100k-cold.yaml")
+    assert config.cold_users is not None
+    side = ColdSide(baseline="demographic_popularity",
+                    models=[m for m in config.cold_users.models if m.key in ("demographic_popularity", "hybrid")])
+    result = cold_users(load_movielens("movielens-100k", data_dir=ml100k_raw), side, config, lambda _: None)
+    assert result["users"] == 943
+    hybrid = result["models"]["hybrid"]["ndcg@10 vs baseline"]
+    assert hybrid["diff"] > 0 and hybrid["p_wilcoxon"] < 0.05
