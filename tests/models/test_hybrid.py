@@ -56,7 +56,7 @@ def test_cold_user_is_the_feature_model(tmp_path):
     loaded = Hybrid.load(tmp_path / "m")
     pd.testing.assert_frame_equal(loaded.recommend_cold(new, k=5), model.recommend_cold(new, k=5))
     expl = loaded.explain("u01", ["i05"])
-    assert "feature_weight" in expl.columns and len(expl) > 0
+    assert set(expl["part"]) <= {"cf", "feature"} and len(expl) > 0
 
 
 def _z(x: np.ndarray) -> np.ndarray:
@@ -93,3 +93,17 @@ def test_fold_in_blends_the_cf_fold_in_with_the_feature_part():
     cf = model._norm(model.cf_.score_histories(histories))
     expected = w * cf + (1 - w) * model._score_cold_users(frame, histories)
     np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_explain_scales_each_part_by_its_blend_weight():
+    data = featured_tiny()
+    model = Hybrid(cf_model="ease", feature_model="content", shrinkage=5.0, prior_model=None).fit(data)
+    u = 0
+    why = model.explain("u00", ["i05", "i07"], n=4)
+    assert list(why["item_id"].unique()) == ["i05", "i07"]
+    assert (why.groupby("item_id")["rank"].apply(list) == pd.Series({"i05": [1, 2, 3, 4], "i07": [1, 2, 3, 4]})).all()
+    cf = why[(why["part"] == "cf") & (why["item_id"] == "i05")]
+    raw = model.cf_.explain("u00", ["i05"], n=4).set_index("source")["contribution"]
+    w = model.cf_weight_[u] / model.cf_.score(np.array([u]))[0].std()
+    np.testing.assert_allclose(cf["contribution"].to_numpy(), raw.loc[cf["source"]].to_numpy() * w, rtol=1e-4)
+    assert (np.diff(why[why["item_id"] == "i05"]["contribution"].to_numpy()) <= 1e-9).all()

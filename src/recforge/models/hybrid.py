@@ -26,7 +26,7 @@ from pydantic import Field
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import Recommender
+from recforge.models.base import EXPLAIN_COLUMNS, Recommender
 from recforge.models.content import ColdStartMixin
 
 __all__ = ["Hybrid", "HybridConfig"]
@@ -170,13 +170,35 @@ class Hybrid(ColdStartMixin, Recommender):
         return self.feature_._new_item_vectors(frame)  # type: ignore[attr-defined]
 
     def explain(self, user_id: Any, item_ids: Any, n: int = 3) -> pd.DataFrame:
-        """The feature model's explanation (where it has one), with the blend weight added."""
-        if not hasattr(self.feature_, "explain"):
-            raise ConfigError(f"feature model {self.config.feature_model!r} has no explanations")
-        frame = self.feature_.explain(user_id, item_ids, n)
+        """Both parts' explanations, each on the hybrid's scale, the strongest `n` per item.
+
+        A part's contributions are multiplied by its blend weight over the standard deviation
+        of its scores for this user (the z-scoring of `score`): EASE's history items weigh
+        heavily for a long history, the feature model's fields for a short one. Frame of
+        `EXPLAIN_COLUMNS` plus ``part`` (``cf`` or ``feature``).
+        """
+        self._check_fitted()
         u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
-        frame["feature_weight"] = float(1.0 - self.cf_weight_[u])
-        return frame
+        w = float(self.cf_weight_[u])
+        frames = []
+        for part, model, weight in (("cf", self.cf_, w), ("feature", self.feature_, 1.0 - w)):
+            frame = model.explain(user_id, item_ids, n)
+            if self.config.normalize == "zscore":
+                row = np.asarray(model.score(np.array([u])), np.float64)[0]
+                spread = float(np.nanstd(np.where(np.isfinite(row), row, np.nan))) or 1.0
+                weight /= spread
+            frame["contribution"] = frame["contribution"] * weight
+            frame["part"] = part
+            frames.append(frame)
+        both = pd.concat(frames, ignore_index=True)
+        both = both[both["contribution"] > 0].sort_values(["item_id", "contribution"], ascending=[True, False],
+                                                         kind="stable")
+        both = both.groupby("item_id", sort=False).head(n).copy()
+        both["rank"] = both.groupby("item_id", sort=False).cumcount() + 1
+        order = {str(i): k for k, i in enumerate(_as_ids(item_ids))}
+        both = both.sort_values(["item_id", "rank"], key=lambda c: c.map(order) if c.name == "item_id" else c,
+                                kind="stable")
+        return both.reset_index(drop=True)[[*EXPLAIN_COLUMNS, "part"]]
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:
@@ -197,3 +219,9 @@ class Hybrid(ColdStartMixin, Recommender):
             sub._fitted = True
             setattr(self, f"{which}_", sub)
         self._prepare()
+
+
+def _as_ids(values: Any) -> list[str]:
+    if isinstance(values, str | int | np.integer):
+        return [str(values)]
+    return [str(v) for v in values]
