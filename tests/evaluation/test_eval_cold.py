@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -63,3 +64,38 @@ cold_items:
     assert content > 2 * rnd
     md = (out / "results.md").read_text()
     assert "| demographic_popularity |" in md and "| content |" in md
+
+
+def test_request_time_items_personalise_and_are_never_recommended(ml100k_raw: Path):
+    from recforge.data.cold import cold_user_folds
+    from recforge.data.movielens import load_movielens
+    from recforge.evaluation.cold import ColdBenchmarkConfig, ColdSide, _first_items, _rank_cold, cold_users
+    from recforge.registry import create_model
+
+    data = load_movielens("movielens-100k", data_dir=ml100k_raw)
+    side = ColdSide(baseline="popularity", given=[0, 5], models=[{"name": "popularity"}, {"name": "ease"}])
+    config = ColdBenchmarkConfig(protocol="cold-start", dataset={"data_dir": str(ml100k_raw)}, max_folds=1,
+                                 cold_users=side)
+    result = cold_users(data, side, config, lambda _: None)
+    # EASE knows nothing of an unknown user: it gives the popular list
+    assert result["models"]["ease"]["ndcg@10"] == pytest.approx(result["models"]["popularity"]["ndcg@10"], abs=0.02)
+    assert set(result["given"]) == {5}
+    train, test = cold_user_folds(data, 5, 42)[0]
+    train = train.compact()
+    model = create_model("ease").fit(train)
+    users = np.unique(test.user_map.to_ids(test.user_idx))[:50]
+    given = _first_items(test, users, 5)
+    items = _rank_cold(model, users, None, given)
+    cold = _rank_cold(model, users, None, None)
+    # five folded-in items personalise the list: most users get a list unlike the popular one
+    assert np.mean([len(set(a) & set(b)) < 10 for a, b in zip(items[:, :10], cold[:, :10], strict=True)]) > 0.9
+    for row, u in enumerate(users):
+        assert len(given[u]) == 5
+        assert not set(model.item_map_.ids[items[row]]) & set(given[u])
+
+
+def test_given_is_for_cold_users_only(tmp_path: Path):
+    path = _write(tmp_path, "protocol: cold-start\ndataset: {data_dir: .}\n"
+                            "cold_items: {baseline: random, given: [0, 3], models: [{name: random}]}\n")
+    with pytest.raises(ConfigError, match="cold_users only"):
+        load_cold_config(path)

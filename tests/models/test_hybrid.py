@@ -91,7 +91,7 @@ def test_fold_in_blends_the_cf_fold_in_with_the_feature_part():
     w = np.array([len(h) / (len(h) + model.config.shrinkage) for h in histories])[:, None]
     frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(4)], dtype=object))
     cf = model._norm(model.cf_.score_histories(histories))
-    expected = w * cf + (1 - w) * model._score_cold_users(frame, histories)
+    expected = w * cf + (1 - w) * model._cold_feature_part(frame, histories)
     np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5)
 
 

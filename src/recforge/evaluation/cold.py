@@ -66,9 +66,12 @@ class ColdSide(BaseModel):
 
     baseline: str
     models: list[ColdModel] = Field(min_length=1)
+    given: list[int] = Field(default_factory=lambda: [0])
 
     @model_validator(mode="after")
     def _baseline_listed(self) -> ColdSide:
+        if not self.given or min(self.given) < 0 or 0 not in self.given:
+            raise ValueError("given must list 0 and other non-negative counts of request-time items")
         keys = [m.key for m in self.models]
         if len(set(keys)) != len(keys):
             raise ValueError("model labels must be unique within a side")
@@ -106,6 +109,8 @@ class ColdBenchmarkConfig(BaseModel):
             raise ValueError("give cold_users, cold_items or both")
         if self.cold_users is not None and any(m.name == RANDOM for m in self.cold_users.models):
             raise ValueError(f"{RANDOM!r} is a cold-items entry only")
+        if self.cold_items is not None and self.cold_items.given != [0]:
+            raise ValueError("given (request-time items) applies to cold_users only")
         return self
 
 
@@ -177,29 +182,75 @@ def _lists(recs: pd.DataFrame, users: np.ndarray, item_map: Any) -> np.ndarray:
 Log = Callable[[str], None]
 
 
+def _first_items(test: Interactions, users: np.ndarray, n: int) -> dict[str, list[str]]:
+    """Each user's first `n` test interactions by time (file order on ties): the request-time items."""
+    frame = test.to_frame()
+    frame["_order"] = np.arange(len(frame))
+    sort = ["user_id", "timestamp", "_order"] if "timestamp" in frame.columns else ["user_id", "_order"]
+    first = frame.sort_values(sort, kind="stable").groupby("user_id", sort=False).head(n)
+    groups = first.groupby("user_id")["item_id"].apply(list)
+    return {u: groups.get(u, []) for u in users}
+
+
+def _rank_cold(model: Any, users: np.ndarray, feats: pd.DataFrame | None,
+               given: dict[str, list[str]] | None) -> np.ndarray:
+    """(n_users, max K) top items (indices of `model.item_map_`) for users unknown to `model`.
+
+    Feature models rank through `recommend_cold` (features and the given items); the others
+    fold the given items in (`score_histories`), or give their unknown-user list without any.
+    """
+    k = max(KS)
+    if hasattr(model, "recommend_cold") and feats is not None:
+        return _lists(model.recommend_cold(feats, k=k, seen_items=given), users, model.item_map_)
+    if not given:
+        return _lists(model.recommend(users, k=k, unknown="popular"), users, model.item_map_)
+    histories = [np.unique(model.item_map_.lookup(given[u])) for u in users]
+    histories = [h[h >= 0] for h in histories]
+    scores = np.array(model.score_histories(histories), np.float32, copy=True)
+    for row, h in enumerate(histories):
+        scores[row, h] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+
+
 def cold_users(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, log: Log) -> dict[str, Any]:
-    """Rank the training items for every held-out user of every fold; paired per-user metrics."""
-    per_user: dict[str, dict[str, list[np.ndarray]]] = {m.key: {} for m in side.models}
-    seconds = dict.fromkeys(per_user, 0.0)
+    """Rank the training items for every held-out user of every fold; paired per-user metrics.
+
+    With ``side.given`` = [0, n, ...], each model is also asked with the user's first n
+    interactions given at request time; those items leave the user's truth. Returns the
+    n = 0 summary, plus ``"given": {n: summary}`` for the others.
+    """
+    givens = sorted(set(side.given))
+    per_user: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {
+        n: {m.key: {} for m in side.models} for n in givens}
+    seconds = dict.fromkeys([m.key for m in side.models], 0.0)
     folds = cold_user_folds(data, config.folds, config.seed)[:config.max_folds]
     for f, (train, test) in enumerate(folds):
         train = train.compact()
         users = np.unique(test.user_map.to_ids(test.user_idx))
-        truth, n_rel = _truth(test, users)
         feats = data.user_features.loc[users] if data.user_features is not None else None
+        cases = {}
+        for n in givens:
+            given = _first_items(test, users, n) if n else None
+            truth, n_rel = _truth(test, users)
+            if given:
+                truth = [t - set(given[u]) for t, u in zip(truth, users, strict=True)]
+                n_rel = np.array([len(t) for t in truth])
+            cases[n] = (given, truth, n_rel)
         for entry in side.models:
             start = time.perf_counter()
             model = _factory(entry, config.seed, config.threads)().fit(train)
-            if hasattr(model, "recommend_cold") and feats is not None:
-                recs = model.recommend_cold(feats, k=max(KS))
-            else:
-                recs = model.recommend(users, k=max(KS), unknown="popular")
-            seconds[entry.key] += time.perf_counter() - start
-            for metric, values in ranking_metrics(_lists(recs, users, model.item_map_), truth,
-                                                  model.item_map_.ids, n_rel).items():
-                per_user[entry.key].setdefault(metric, []).append(values)
+            for n, (given, truth, n_rel) in cases.items():
+                items = _rank_cold(model, users, feats, given)
+                if n == givens[0]:
+                    seconds[entry.key] += time.perf_counter() - start
+                for metric, values in ranking_metrics(items, truth, model.item_map_.ids, n_rel).items():
+                    per_user[n][entry.key].setdefault(metric, []).append(values)
         log(f"cold users: fold {f + 1}/{len(folds)} ({len(users)} users)")
-    return _summary(per_user, seconds, side.baseline)
+    out = _summary(per_user[givens[0]], seconds, side.baseline)
+    if len(givens) > 1:
+        out["given"] = {n: _summary(per_user[n], seconds, side.baseline) for n in givens[1:]}
+    return out
 
 
 def cold_items(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, log: Log) -> dict[str, Any]:
@@ -274,12 +325,31 @@ def side_markdown(title: str, result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def given_markdown(result: dict[str, Any]) -> str:
+    """NDCG@10 (and its paired p vs the baseline) as request-time items are given to cold users."""
+    given = {0: result, **{int(n): r for n, r in result["given"].items()}}
+    head = " | ".join(f"{n} given" for n in given)
+    lines = [f"**Cold users with their first n interactions given at request time** (NDCG@10 on the rest; "
+             f"p: paired Wilcoxon against `{result['baseline']}`)", "",
+             f"| model | {head} |", "|---|" + "---|" * len(given)]
+    for name in result["models"]:
+        cells = []
+        for r in given.values():
+            row = r["models"][name]
+            test = row.get("ndcg@10 vs baseline")
+            cells.append(f"{row['ndcg@10']:.4f}" + (f" (p {_p(test['p_wilcoxon'])})" if test else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     """Both sides' tables with the protocol line (what `recforge benchmark` writes as results.md)."""
     parts = [f"Cold start on {results['dataset']}: {results['folds']}-fold, seed {results['seed']}, "
              f"{results['threads']} threads; every fold's held-out users (items) are absent from training."]
     if "cold_users" in results:
         parts.append(side_markdown("Cold users", results["cold_users"]))
+        if "given" in results["cold_users"]:
+            parts.append(given_markdown(results["cold_users"]))
     if "cold_items" in results:
         parts.append(side_markdown("Cold items", results["cold_items"]))
     return "\n\n".join(parts) + "\n"

@@ -147,21 +147,27 @@ class Hybrid(ColdStartMixin, Recommender):
 
     # ------------------------------------------------------------------ cold start
     def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
-        """No training history: the feature part alone (feature model, blended with the prior)."""
+        """Users unknown to the model: the feature part, blended with the CF model's fold-in of
+        their request-time items by the same history-length weight as known users."""
+        feature = self._cold_feature_part(frame, histories)
+        counts = np.array([len(h) for h in histories], np.float32)[:, None]
+        if not counts.any():
+            return feature
+        w = counts / (counts + self.config.shrinkage)
+        feature = feature if self.prior_ is not None else self._norm(feature)
+        return (w * self._norm(self.cf_.score_histories(histories)) + (1.0 - w) * feature).astype(np.float32)
+
+    def _cold_feature_part(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+        """The feature model's cold scores, blended with the prior when there is one."""
         model_scores = self.feature_._score_cold_users(frame, histories)  # type: ignore[attr-defined]
         if self.prior_ is None:
             return model_scores
         return self._feature_part(model_scores, self.prior_._score_cold_users(frame, histories))  # type: ignore[attr-defined]
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        """Fold-in: the CF model's fold-in and the feature part, weighted by history length."""
-        counts = np.array([len(h) for h in histories], np.float32)[:, None]
-        w = counts / (counts + self.config.shrinkage)
+        """Fold-in: a cold user with unknown features and this history."""
         frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(len(histories))], dtype=object))
-        cf = self._norm(self.cf_.score_histories(histories))
-        feature = self._score_cold_users(frame, histories)
-        feature = feature if self.prior_ is not None else self._norm(feature)
-        return (w * cf + (1.0 - w) * feature).astype(np.float32)
+        return self._score_cold_users(frame, histories)
 
     def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
         return self.feature_._new_item_scores(frame, user_idx)  # type: ignore[attr-defined]
