@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -69,7 +70,7 @@ cold_items:
 def test_request_time_items_personalise_and_are_never_recommended(ml100k_raw: Path):
     from recforge.data.cold import cold_user_folds
     from recforge.data.movielens import load_movielens
-    from recforge.evaluation.cold import ColdBenchmarkConfig, ColdSide, _first_items, _rank_cold, cold_users
+    from recforge.evaluation.cold import ColdBenchmarkConfig, ColdSide, _given_items, _rank_cold, cold_users
     from recforge.registry import create_model
 
     data = load_movielens("movielens-100k", data_dir=ml100k_raw)
@@ -84,7 +85,7 @@ def test_request_time_items_personalise_and_are_never_recommended(ml100k_raw: Pa
     train = train.compact()
     model = create_model("ease").fit(train)
     users = np.unique(test.user_map.to_ids(test.user_idx))[:50]
-    given = _first_items(test, users, 5)
+    given = _given_items(test, users, 5, "random", np.random.default_rng(0))
     items = _rank_cold(model, users, None, given)
     cold = _rank_cold(model, users, None, None)
     # five folded-in items personalise the list: most users get a list unlike the popular one
@@ -99,3 +100,16 @@ def test_given_is_for_cold_users_only(tmp_path: Path):
                             "cold_items: {baseline: random, given: [0, 3], models: [{name: random}]}\n")
     with pytest.raises(ConfigError, match="cold_users only"):
         load_cold_config(path)
+
+
+def test_given_first_takes_the_earliest_interactions():
+    from recforge.data.interactions import Interactions
+    from recforge.evaluation.cold import _given_items
+
+    frame = pd.DataFrame({"user_id": ["a"] * 4 + ["b"] * 3, "item_id": ["1", "2", "3", "4", "1", "5", "6"],
+                          "timestamp": [40, 10, 30, 20, 7, 9, 8]})
+    test = Interactions.from_frame(frame)
+    first = _given_items(test, np.array(["a", "b"]), 2, "first", np.random.default_rng(0))
+    assert first == {"a": ["2", "4"], "b": ["1", "6"]}
+    rand = _given_items(test, np.array(["a", "b"]), 2, "random", np.random.default_rng(0))
+    assert all(len(v) == 2 and set(v) <= set(frame[frame["user_id"] == u]["item_id"]) for u, v in rand.items())

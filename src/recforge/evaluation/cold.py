@@ -67,6 +67,7 @@ class ColdSide(BaseModel):
     baseline: str
     models: list[ColdModel] = Field(min_length=1)
     given: list[int] = Field(default_factory=lambda: [0])
+    given_order: Literal["random", "first"] = "random"
 
     @model_validator(mode="after")
     def _baseline_listed(self) -> ColdSide:
@@ -182,11 +183,14 @@ def _lists(recs: pd.DataFrame, users: np.ndarray, item_map: Any) -> np.ndarray:
 Log = Callable[[str], None]
 
 
-def _first_items(test: Interactions, users: np.ndarray, n: int) -> dict[str, list[str]]:
-    """Each user's first `n` test interactions by time (file order on ties): the request-time items."""
+def _given_items(test: Interactions, users: np.ndarray, n: int, order: str,
+                 rng: np.random.Generator) -> dict[str, list[str]]:
+    """Each user's `n` request-time items: `n` of their test interactions at random (the
+    Given-n protocol of Breese, Heckerman & Kadie, UAI 1998) or their first `n` by time."""
     frame = test.to_frame()
-    frame["_order"] = np.arange(len(frame))
-    sort = ["user_id", "timestamp", "_order"] if "timestamp" in frame.columns else ["user_id", "_order"]
+    frame["_order"] = rng.random(len(frame)) if order == "random" else np.arange(len(frame))
+    sort = ["user_id", "timestamp", "_order"] if order == "first" and "timestamp" in frame.columns \
+        else ["user_id", "_order"]
     first = frame.sort_values(sort, kind="stable").groupby("user_id", sort=False).head(n)
     groups = first.groupby("user_id")["item_id"].apply(list)
     return {u: groups.get(u, []) for u in users}
@@ -216,14 +220,16 @@ def _rank_cold(model: Any, users: np.ndarray, feats: pd.DataFrame | None,
 def cold_users(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, log: Log) -> dict[str, Any]:
     """Rank the training items for every held-out user of every fold; paired per-user metrics.
 
-    With ``side.given`` = [0, n, ...], each model is also asked with the user's first n
-    interactions given at request time; those items leave the user's truth. Returns the
+    With ``side.given`` = [0, n, ...], each model is also asked with n of the user's
+    interactions given at request time (`given_order`: random, seeded, or the first n by
+    time); those items leave the user's truth. Returns the
     n = 0 summary, plus ``"given": {n: summary}`` for the others.
     """
     givens = sorted(set(side.given))
     per_user: dict[int, dict[str, dict[str, list[np.ndarray]]]] = {
         n: {m.key: {} for m in side.models} for n in givens}
     seconds = dict.fromkeys([m.key for m in side.models], 0.0)
+    rng = np.random.default_rng(config.seed)
     folds = cold_user_folds(data, config.folds, config.seed)[:config.max_folds]
     for f, (train, test) in enumerate(folds):
         train = train.compact()
@@ -231,7 +237,7 @@ def cold_users(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, 
         feats = data.user_features.loc[users] if data.user_features is not None else None
         cases = {}
         for n in givens:
-            given = _first_items(test, users, n) if n else None
+            given = _given_items(test, users, n, side.given_order, rng) if n else None
             truth, n_rel = _truth(test, users)
             if given:
                 truth = [t - set(given[u]) for t, u in zip(truth, users, strict=True)]
@@ -329,7 +335,7 @@ def given_markdown(result: dict[str, Any]) -> str:
     """NDCG@10 (and its paired p vs the baseline) as request-time items are given to cold users."""
     given = {0: result, **{int(n): r for n, r in result["given"].items()}}
     head = " | ".join(f"{n} given" for n in given)
-    lines = [f"**Cold users with their first n interactions given at request time** (NDCG@10 on the rest; "
+    lines = [f"**Cold users with n of their interactions given at request time** (NDCG@10 on the rest; "
              f"p: paired Wilcoxon against `{result['baseline']}`)", "",
              f"| model | {head} |", "|---|" + "---|" * len(given)]
     for name in result["models"]:
