@@ -24,7 +24,8 @@ from pathlib import Path
 
 from recforge.data.cold import cold_user_folds
 from recforge.data.movielens import load_movielens
-from recforge.evaluation.cold import ColdBenchmarkConfig, ColdModel, ColdSide, cold_users
+from recforge.evaluation.benchmark import ModelEntry
+from recforge.evaluation.cold import ColdBenchmarkConfig, ColdSide, cold_users
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -37,8 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = load_movielens("movielens-100k", data_dir=args.data_dir)
     outer_train, _ = cold_user_folds(data, 5, 42)[0]
-    models = [ColdModel(name="demographic_popularity")]
-    models += [ColdModel(label=f"c{i}", **c) for i, c in enumerate(json.loads(args.candidates))]
+    models = [ModelEntry(name="demographic_popularity")]
+    models += [ModelEntry(label=f"c{i}", **c) for i, c in enumerate(json.loads(args.candidates))]
     side = ColdSide(baseline="demographic_popularity", models=models)
     config = ColdBenchmarkConfig(protocol="cold-start", dataset={"data_dir": args.data_dir}, folds=5,
                                  max_folds=args.inner_folds, seed=7, threads=args.threads, cold_users=side)

@@ -37,6 +37,7 @@ from recforge.data.cold import cold_item_folds, cold_user_folds
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.evaluation import metrics as mx
+from recforge.evaluation.benchmark import ModelEntry
 from recforge.evaluation.stats import paired_test
 
 __all__ = ["ColdBenchmarkConfig", "is_cold_config", "load_cold_config", "run_cold_benchmark"]
@@ -45,27 +46,16 @@ __all__ = ["ColdBenchmarkConfig", "is_cold_config", "load_cold_config", "run_col
 RANDOM = "random"
 
 
-class ColdModel(BaseModel):
-    """One compared model: registered `name` (or ``random`` on cold items), `label`, `params`."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    label: str | None = None
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.label or self.name
-
-
 class ColdSide(BaseModel):
-    """The models of one side (cold users or cold items) and the one the others are tested against."""
+    """The models of one side (cold users or cold items) and the one the others are tested against.
+
+    A model entry is the per-user benchmark's `ModelEntry`; on cold items the name ``random``
+    stands for chance level."""
 
     model_config = ConfigDict(extra="forbid")
 
     baseline: str
-    models: list[ColdModel] = Field(min_length=1)
+    models: list[ModelEntry] = Field(min_length=1)
     given: list[int] = Field(default_factory=lambda: [0])
     given_order: Literal["random", "first"] = "random"
 
@@ -143,7 +133,7 @@ def load_cold_config(path: str | Path) -> ColdBenchmarkConfig:
 
 
 # ---------------------------------------------------------------------------------- scoring
-def _factory(entry: ColdModel, seed: int, threads: int | None) -> Callable[[], Any]:
+def _factory(entry: ModelEntry, seed: int, threads: int | None) -> Callable[[], Any]:
     from recforge.registry import get_model_class
 
     cls = get_model_class(entry.name)
