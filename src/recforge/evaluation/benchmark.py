@@ -31,8 +31,9 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -174,20 +175,33 @@ class BenchmarkConfig(BaseModel):
         return list(dict.fromkeys(out))
 
 
-def load_config(path: str | Path) -> BenchmarkConfig:
-    """Read and validate a benchmark YAML file (one ConfigError line on any problem)."""
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def read_config(path: str | Path, cls: type[ConfigT]) -> ConfigT:
+    """A benchmark YAML validated as `cls` (one ConfigError line on any problem)."""
     path = Path(path)
     raw = read_yaml_mapping(path, "benchmark config")
     try:
-        config = BenchmarkConfig(**raw)
+        return cls(**raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
+
+
+def check_model_names(path: str | Path, names: Iterable[str]) -> None:
+    """ConfigError naming the first model of a benchmark YAML that the registry does not know."""
     from recforge.registry import available_models
 
     known = available_models()
-    for m in config.models:
-        if m.name not in known:
-            raise ConfigError(f"{path}: unknown model {m.name!r} (known: {', '.join(known)})")
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"{path}: unknown model {name!r} (known: {', '.join(known)})")
+
+
+def load_config(path: str | Path) -> BenchmarkConfig:
+    """Read and validate a benchmark YAML file (one ConfigError line on any problem)."""
+    config = read_config(path, BenchmarkConfig)
+    check_model_names(path, [m.name for m in config.models])
     return config
 
 

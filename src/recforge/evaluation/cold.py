@@ -30,14 +30,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from recforge.config import describe_validation_error, read_yaml_mapping
+from recforge.config import read_yaml_mapping
 from recforge.data.cold import cold_item_folds, cold_user_folds
 from recforge.data.interactions import Interactions
-from recforge.errors import ConfigError
 from recforge.evaluation import metrics as mx
-from recforge.evaluation.benchmark import ModelEntry
+from recforge.evaluation.benchmark import ModelEntry, check_model_names, read_config
 from recforge.evaluation.stats import paired_test
 
 __all__ = ["ColdBenchmarkConfig", "is_cold_config", "load_cold_config", "run_cold_benchmark"]
@@ -116,18 +115,9 @@ def is_cold_config(path: str | Path) -> bool:
 def load_cold_config(path: str | Path) -> ColdBenchmarkConfig:
     """Read and validate a cold-start benchmark YAML (one ConfigError line on any problem)."""
     path = Path(path)
-    raw = read_yaml_mapping(path, "benchmark config")
-    try:
-        config = ColdBenchmarkConfig(**raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
-    from recforge.registry import available_models
-
-    known = set(available_models())
-    for side in (config.cold_users, config.cold_items):
-        for m in side.models if side else []:
-            if m.name != RANDOM and m.name not in known:
-                raise ConfigError(f"{path}: unknown model {m.name!r} (known: {', '.join(sorted(known))})")
+    config = read_config(path, ColdBenchmarkConfig)
+    sides = [side for side in (config.cold_users, config.cold_items) if side is not None]
+    check_model_names(path, [m.name for side in sides for m in side.models if m.name != RANDOM])
     config.dataset.data_dir = str((path.parent / config.dataset.data_dir).resolve())
     return config
 
