@@ -208,13 +208,13 @@ class Recommender(ABC):
         popular items (``"popular"``, score = training count).
         """
         self._check_fitted()
-        user_ids = [str(u) for u in _as_list(user_ids)]
+        user_ids = [str(u) for u in as_list(user_ids)]
         uidx = self.user_map_.lookup(user_ids)
         if unknown == "error" and (uidx < 0).any():
             self.user_map_.to_idx(user_ids, what="user")
         cand_idx = None
         if candidates is not None:
-            cand_idx = self.item_map_.to_idx(_as_list(candidates), what="item")
+            cand_idx = self.item_map_.to_idx(as_list(candidates), what="item")
         known = uidx >= 0
         items = np.full((len(user_ids), k), -1, np.int64)
         scores = np.full((len(user_ids), k), -np.inf, np.float32)
@@ -260,7 +260,7 @@ class Recommender(ABC):
         0.0 (top-N task) — see `predict_idx` for the known-index path.
         """
         self._check_fitted()
-        users, items = _as_list(user_ids), _as_list(item_ids)
+        users, items = as_list(user_ids), as_list(item_ids)
         if len(users) != len(items):
             raise DataError(f"predict needs as many users as items ({len(users)} vs {len(items)})")
         uidx = self.user_map_.lookup(users)
@@ -311,7 +311,7 @@ class Recommender(ABC):
     def similar_items(self, item_ids: Any, k: int = 10) -> pd.DataFrame:
         """The `k` items most similar to each raw item ID: item_id, similar_item_id, rank, score."""
         self._check_fitted()
-        ids = [str(i) for i in _as_list(item_ids)]
+        ids = [str(i) for i in as_list(item_ids)]
         iidx = self.item_map_.to_idx(ids, what="item")
         sims = np.array(self.similar_idx(iidx), dtype=np.float32, copy=True)
         sims[np.arange(len(iidx)), iidx] = -np.inf
@@ -376,7 +376,7 @@ class Recommender(ABC):
         """
         self._check_fitted()
         u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
-        items = self.item_map_.to_idx([str(i) for i in _as_list(item_ids)], what="item")
+        items = self.item_map_.to_idx([str(i) for i in as_list(item_ids)], what="item")
         history = self.seen_[u].indices
         exact = self._history_contributions(u, items)
         kind = "item" if exact is not None else "similar_item"
@@ -529,7 +529,8 @@ def _read_features(path: Path) -> pd.DataFrame | None:
     return frame.set_index("id")
 
 
-def _as_list(values: Any) -> list[Any]:
+def as_list(values: Any) -> list[Any]:
+    """One ID (str or int) as a one-element list, any iterable of IDs as a list."""
     if isinstance(values, str | int | np.integer):
         return [values]
     return list(values)

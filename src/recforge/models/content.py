@@ -33,7 +33,7 @@ from recforge.config import ModelConfig
 from recforge.data.features import FeaturePipeline, entity_features
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import EXPLAIN_COLUMNS, Recommender, history_matrix
+from recforge.models.base import EXPLAIN_COLUMNS, Recommender, as_list, history_matrix
 
 __all__ = ["ColdStartMixin", "ContentBased", "ContentConfig", "DemographicPopularity",
            "DemographicPopularityConfig"]
@@ -390,7 +390,7 @@ class ContentBased(ColdStartMixin, Recommender):
         """
         self._check_fitted()
         u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
-        items = self.item_map_.to_idx([str(i) for i in _listify(item_ids)], what="item")
+        items = self.item_map_.to_idx([str(i) for i in as_list(item_ids)], what="item")
         liked = self.liked_[u].indices
         P = self.profiles_
         P_liked = _dense(P[liked])
@@ -444,12 +444,6 @@ class ContentBased(ColdStartMixin, Recommender):
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     return 0.0 if na == 0 or nb == 0 else float(a @ b) / (na * nb)
-
-
-def _listify(values: Any) -> list[Any]:
-    if isinstance(values, str | int | np.integer):
-        return [values]
-    return list(values)
 
 
 # ---------------------------------------------------------------------- demographic popularity

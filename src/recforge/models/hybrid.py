@@ -26,7 +26,7 @@ from pydantic import Field
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import EXPLAIN_COLUMNS, Recommender
+from recforge.models.base import EXPLAIN_COLUMNS, Recommender, as_list
 from recforge.models.content import ColdStartMixin
 
 __all__ = ["Hybrid", "HybridConfig"]
@@ -201,7 +201,7 @@ class Hybrid(ColdStartMixin, Recommender):
                                                          kind="stable")
         both = both.groupby("item_id", sort=False).head(n).copy()
         both["rank"] = both.groupby("item_id", sort=False).cumcount() + 1
-        order = {str(i): k for k, i in enumerate(_as_ids(item_ids))}
+        order = {str(i): k for k, i in enumerate(as_list(item_ids))}
         both = both.sort_values(["item_id", "rank"], key=lambda c: c.map(order) if c.name == "item_id" else c,
                                 kind="stable")
         return both.reset_index(drop=True)[[*EXPLAIN_COLUMNS, "part"]]
@@ -225,9 +225,3 @@ class Hybrid(ColdStartMixin, Recommender):
             sub._fitted = True
             setattr(self, f"{which}_", sub)
         self._prepare()
-
-
-def _as_ids(values: Any) -> list[str]:
-    if isinstance(values, str | int | np.integer):
-        return [str(values)]
-    return [str(v) for v in values]

@@ -27,8 +27,8 @@ from pydantic import Field
 from torch import nn
 
 from recforge.data.interactions import Interactions
-from recforge.models.base import EXPLAIN_COLUMNS
-from recforge.models.content import ColdStartMixin, PipelineStateMixin, _listify, unit_rows
+from recforge.models.base import EXPLAIN_COLUMNS, as_list
+from recforge.models.content import ColdStartMixin, PipelineStateMixin, unit_rows
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -318,7 +318,7 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
         """
         self._check_fitted()
         u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
-        items = self.item_map_.to_idx([str(i) for i in _listify(item_ids)], what="item")
+        items = self.item_map_.to_idx([str(i) for i in as_list(item_ids)], what="item")
         history = self.seen_[u].indices
         unit = unit_rows(self.item_embeddings())
         titles = self.item_titles()
