@@ -38,6 +38,7 @@ from recforge.data.interactions import Interactions
 from recforge.evaluation import metrics as mx
 from recforge.evaluation.benchmark import ModelEntry, check_model_names, read_config
 from recforge.evaluation.stats import paired_test
+from recforge.models.content import top_k
 
 __all__ = ["ColdBenchmarkConfig", "is_cold_config", "load_cold_config", "run_cold_benchmark"]
 
@@ -193,8 +194,7 @@ def _rank_cold(model: Any, users: np.ndarray, feats: pd.DataFrame | None,
     scores = np.array(model.score_histories(histories), np.float32, copy=True)
     for row, h in enumerate(histories):
         scores[row, h] = -np.inf
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    return top_k(scores, k)[0]
 
 
 def cold_users(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, log: Log) -> dict[str, Any]:
