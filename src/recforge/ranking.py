@@ -63,16 +63,23 @@ def _ordered_bits(scores: np.ndarray) -> np.ndarray:
     return np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
 
 
-def _tie_rank(tiebreak: np.ndarray | None, n_items: int) -> np.ndarray:
-    """Per item a value in [0, n_items) that is larger for the item that wins a tie."""
+def _tie_rank(tiebreak: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Per cell a value in [0, n_items) that is larger for the item that wins a tie.
+
+    Broadcastable to `shape`: one row for an item-level key (or none), one row per score row
+    for a per-row key.
+    """
+    n_items = shape[1]
     if tiebreak is None:
-        return np.arange(n_items - 1, -1, -1, dtype=np.int64)
+        return np.arange(n_items - 1, -1, -1, dtype=np.int64)[None, :]
     key = np.asarray(tiebreak, np.float64)
-    if key.shape != (n_items,):
-        raise ValueError(f"tiebreak must have one value per item ({n_items}), got shape {key.shape}")
-    order = np.lexsort((np.arange(n_items), -np.nan_to_num(key, nan=-np.inf)))
-    rank = np.empty(n_items, np.int64)
-    rank[order] = np.arange(n_items - 1, -1, -1)
+    if key.shape not in ((n_items,), shape):
+        raise ValueError(f"tiebreak must have shape ({n_items},) or {shape}, got {key.shape}")
+    key = np.nan_to_num(np.atleast_2d(key), nan=-np.inf)
+    index = np.broadcast_to(np.arange(n_items), key.shape)
+    order = np.lexsort((index, -key), axis=1)
+    rank = np.empty(key.shape, np.int64)
+    np.put_along_axis(rank, order, np.arange(n_items - 1, -1, -1)[None, :], axis=1)
     return rank
 
 
@@ -93,8 +100,9 @@ def top_k(
             with `scores`, or one array of item indices per row.
         candidates: when given, only these items may be returned: an index array, or a
             boolean mask of length n_items.
-        tiebreak: (n_items,) secondary key for equal scores, higher first (e.g. popularity,
-            or a seeded random key for an evaluation that must not favour low indices).
+        tiebreak: secondary key for equal scores, higher first: (n_items,) for one key per
+            item (e.g. popularity), or the shape of `scores` for one per cell (e.g. a seeded
+            random key, so that an evaluation of tied scores lands at chance).
 
     Returns:
         (items, scores): int64 and float32 arrays of shape (n_rows, k); padding is item -1
@@ -111,7 +119,7 @@ def top_k(
     if n_rows == 0 or n_items == 0:
         return items_out, scores_out
     clean = np.where(np.isfinite(values), values, np.finfo(np.float32).min) + np.float32(0.0)
-    key = (_ordered_bits(clean) << 32) | _tie_rank(tiebreak, n_items)[None, :]
+    key = (_ordered_bits(clean) << 32) | _tie_rank(tiebreak, values.shape)
     if exclude is not None:
         rows, cols = exclusion_mask_rows(exclude, n_rows)
         key[rows, cols] = _EXCLUDED

@@ -31,7 +31,7 @@ _REGISTRY: dict[str, tuple[str, str]] = {
                 "Mult-VAE / Mult-DAE for implicit feedback (Liang et al. 2018)."),
     "content": ("recforge.models.content:ContentBased",
                 "Content-based: cosine of the mean liked-item feature profile (optional autoencoder)."),
-    "demographic_popularity": ("recforge.models.content:DemographicPopularity",
+    "demographic_popularity": ("recforge.models.demographic:DemographicPopularity",
                                "Most popular items within the user's demographic group (age bucket x gender)."),
     "two_tower": ("recforge.models.two_tower:TwoTower",
                   "Two-tower retrieval: ID + feature towers, sampled softmax/BPR; cold users/items via features."),

@@ -7,13 +7,9 @@ import pandas as pd
 import pytest
 
 from recforge.data.interactions import Interactions
-from recforge.models.content import ContentBased, DemographicPopularity
-from recforge.registry import register
+from recforge.models.content import ContentBased
+from recforge.models.demographic import DemographicPopularity
 from recforge.testing.conformance import check_recommender, tiny_interactions
-
-register("content", "recforge.models.content:ContentBased", "Content-based cosine on item features.")
-register("demographic_popularity", "recforge.models.content:DemographicPopularity",
-         "Most popular items within the user's demographic group.")
 
 
 def featured_tiny() -> Interactions:

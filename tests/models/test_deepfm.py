@@ -9,11 +9,7 @@ import pytest
 from recforge.data.interactions import Interactions
 from recforge.evaluation import metrics as mx
 from recforge.models.deepfm import DeepFM, WideDeep
-from recforge.registry import register
 from recforge.testing.conformance import check_recommender, tiny_interactions
-
-register("deepfm", "recforge.models.deepfm:DeepFM", "DeepFM over ID and feature fields (BCE).")
-register("widedeep", "recforge.models.deepfm:WideDeep", "Wide & Deep over ID and feature fields (BCE).")
 
 FAST = {"epochs": 30, "learning_rate": 0.03, "batch_size": 512, "n_negatives": 2, "dropout": 0.0,
         "threads": 1, "device": "cpu"}

@@ -7,11 +7,7 @@ import pandas as pd
 
 from recforge.data.interactions import Interactions
 from recforge.models.hybrid import Hybrid
-from recforge.registry import register
 from recforge.testing.conformance import check_recommender, tiny_interactions
-
-register("hybrid", "recforge.models.hybrid:Hybrid", "CF + feature model, weighted by history length.")
-register("content", "recforge.models.content:ContentBased", "Content-based cosine on item features.")
 
 
 def featured_tiny() -> Interactions:
@@ -67,9 +63,9 @@ def test_cold_user_blends_the_feature_model_with_the_demographic_prior(tmp_path)
     data = featured_tiny()
     model = Hybrid(cf_model="ease", feature_model="content", prior_weight=2.0).fit(data)
     new = pd.DataFrame({"gender": ["F", "M"]}, index=["x", "y"])
-    got = model._score_cold_users(new, [np.zeros(0, np.int64)] * 2)
-    feat = model.feature_._score_cold_users(new, [np.zeros(0, np.int64)] * 2)
-    prior = model.prior_._score_cold_users(new, [np.zeros(0, np.int64)] * 2)
+    got = model.score_cold_users(new, [np.zeros(0, np.int64)] * 2)
+    feat = model.feature_.score_cold_users(new, [np.zeros(0, np.int64)] * 2)
+    prior = model.prior_.score_cold_users(new, [np.zeros(0, np.int64)] * 2)
     np.testing.assert_allclose(got, (_z(feat) + 2.0 * _z(np.log(prior))) / 3.0, rtol=1e-4, atol=1e-5)
     # the prior separates the groups: women's list leans to the items women interacted with
     top_f = model.recommend_cold(new.loc[["x"]], k=5)["item_id"]

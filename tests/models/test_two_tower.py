@@ -8,10 +8,7 @@ import pytest
 
 from recforge.data.interactions import Interactions
 from recforge.models.two_tower import TwoTower
-from recforge.registry import register
 from recforge.testing.conformance import check_recommender, tiny_interactions
-
-register("two_tower", "recforge.models.two_tower:TwoTower", "Two-tower retrieval with ID and feature towers.")
 
 FAST = {"epochs": 40, "learning_rate": 0.05, "batch_size": 64, "n_negatives": 4, "threads": 1, "device": "cpu"}
 
@@ -79,7 +76,7 @@ def test_full_softmax_features_only_user_tower_learns_group_preferences():
     assert sum(int(i[1:]) >= 10 for i in top["newM"]) >= 4
     # the user tower reads features only, so a known user scores like a new one of their group
     known = model.score(np.array([0]))[0]
-    cold = model._score_cold_users(new.loc[["newF"]], [np.zeros(0, np.int64)])[0]
+    cold = model.score_cold_users(new.loc[["newF"]], [np.zeros(0, np.int64)])[0]
     np.testing.assert_allclose(known, cold, rtol=1e-4, atol=1e-4)
 
 

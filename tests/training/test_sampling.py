@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recforge.testing import tiny_interactions
 from recforge.training.sampling import NegativeSampler, batch_indices
-from recforge.training.validation import holdout_split
 
 
 def dense_seen(seed: int = 0, n_users: int = 40, n_items: int = 25, density: float = 0.6):
@@ -85,16 +83,3 @@ def test_batch_indices_cover_everything_once():
     assert sorted(np.concatenate(batches).tolist()) == list(range(10))
     assert [len(b) for b in batch_indices(10, 4, rng, drop_last=True)] == [4, 4]
     np.testing.assert_array_equal(np.concatenate(list(batch_indices(5, 2))), np.arange(5))
-
-
-def test_holdout_split_per_user():
-    data, _ = tiny_interactions()
-    train, held = holdout_split(data, 0.2, np.random.default_rng(0))
-    assert len(train) + len(held) == len(data)
-    counts, held_counts = data.user_counts(), held.user_counts()
-    np.testing.assert_array_equal(held_counts, np.maximum(1, np.rint(0.2 * counts)))
-    assert (train.user_counts() >= 1).all()
-    keys = lambda d: set(zip(d.user_idx.tolist(), d.item_idx.tolist(), strict=True))  # noqa: E731
-    assert not keys(train) & keys(held)
-    again, _ = holdout_split(data, 0.2, np.random.default_rng(0))
-    np.testing.assert_array_equal(again.item_idx, train.item_idx)

@@ -6,14 +6,16 @@ import torch
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.data.splitting import carve_validation
 from recforge.errors import ConfigError
+from recforge.evaluation.evaluate import evaluate_topn
 from recforge.registry import create_model
 from recforge.testing import tiny_interactions
 from recforge.training.callbacks import Callback
 from recforge.training.config import TrainingConfig
 from recforge.training.sampling import batch_indices
 from recforge.training.trainer import Trainer, TrainingError, seeded, torch_threads
-from recforge.training.validation import make_validator, ndcg_at_k, recall_at_k
+from recforge.training.validation import make_validator
 
 
 def regression_problem(seed: int = 0):
@@ -174,12 +176,16 @@ def test_config_auto_metric_and_checks():
         create_model("mf", optimizer="rmsprop")
 
 
-def test_ranking_metric_helpers():
-    hits = np.array([[True, False, True], [False, False, False]])
-    n_rel = np.array([2, 1])
-    ideal = 1 + 1 / np.log2(3)
-    np.testing.assert_allclose(ndcg_at_k(hits, n_rel, 3), [(1 + 0.5) / ideal, 0.0])
-    np.testing.assert_allclose(recall_at_k(hits, n_rel, 3), [1.0, 0.0])
+def test_validation_metric_equals_the_evaluators_figure():
+    """Early stopping ranks and scores exactly like `evaluate_topn` (one ranking, one metric code)."""
+    data, _ = tiny_interactions()
+    train, held = carve_validation(data, 0.25, seed=1)
+    model = create_model("itemknn").fit(train)
+    for metric in ("ndcg", "recall"):
+        validate, higher = make_validator(model.score, train.csr(binary=True), held, f"{metric}@5")
+        expected = evaluate_topn(model, held, ks=[5], beyond_accuracy=False).metrics[f"{metric}@5"]
+        assert higher
+        assert validate() == pytest.approx(expected, abs=1e-12)
 
 
 def test_validator_excludes_training_items():

@@ -38,7 +38,8 @@ from recforge.data.interactions import Interactions
 from recforge.evaluation import metrics as mx
 from recforge.evaluation.benchmark import ModelEntry, check_model_names, read_config
 from recforge.evaluation.stats import paired_test
-from recforge.models.content import top_k
+from recforge.models.capabilities import Capability
+from recforge.ranking import top_k
 
 __all__ = ["ColdBenchmarkConfig", "is_cold_config", "load_cold_config", "run_cold_benchmark"]
 
@@ -154,13 +155,6 @@ def _truth(test: Interactions, users: np.ndarray) -> tuple[list[set[str]], np.nd
     return truth, np.array([len(t) for t in truth])
 
 
-def _lists(recs: pd.DataFrame, users: np.ndarray, item_map: Any) -> np.ndarray:
-    items = np.full((len(users), max(KS)), -1, np.int64)
-    row = pd.Index(users).get_indexer(recs["user_id"].astype(str))
-    items[row, recs["rank"].to_numpy() - 1] = item_map.lookup(recs["item_id"].to_numpy())
-    return items
-
-
 Log = Callable[[str], None]
 
 
@@ -181,20 +175,11 @@ def _rank_cold(model: Any, users: np.ndarray, feats: pd.DataFrame | None,
                given: dict[str, list[str]] | None) -> np.ndarray:
     """(n_users, max K) top items (indices of `model.item_map_`) for users unknown to `model`.
 
-    Feature models rank through `recommend_cold` (features and the given items); the others
-    fold the given items in (`score_histories`), or give their unknown-user list without any.
+    The library's unknown-user chain ranks them: features (feature models), else the fold-in
+    of the given items, else popularity; given items are never recommended.
     """
-    k = max(KS)
-    if hasattr(model, "recommend_cold") and feats is not None:
-        return _lists(model.recommend_cold(feats, k=k, seen_items=given), users, model.item_map_)
-    if not given:
-        return _lists(model.recommend(users, k=k, unknown="popular"), users, model.item_map_)
-    histories = [np.unique(model.item_map_.lookup(given[u])) for u in users]
-    histories = [h[h >= 0] for h in histories]
-    scores = np.array(model.score_histories(histories), np.float32, copy=True)
-    for row, h in enumerate(histories):
-        scores[row, h] = -np.inf
-    return top_k(scores, k)[0]
+    lists = model.rank_users(users, k=max(KS), unknown="fallback", events=given, user_features=feats)
+    return lists.items
 
 
 def cold_users(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, log: Log) -> dict[str, Any]:
@@ -258,13 +243,13 @@ def cold_items(data: Interactions, side: ColdSide, config: ColdBenchmarkConfig, 
                 scores = rng.random((len(users), len(new_items)))
             else:
                 model = _factory(entry, config.seed, config.threads)().fit(train)
-                if hasattr(model, "score_new_items") and feats is not None:
+                if model.supports(Capability.COLD_ITEMS) and feats is not None:
                     scores = model.score_new_items(feats, users).to_numpy()
                 else:
                     scores = np.zeros((len(users), len(new_items)))  # cannot score unseen items
             seconds[entry.key] += time.perf_counter() - start
             # ties broken at random, so a constant scorer is exactly chance level
-            order = np.lexsort((rng.random(scores.shape), -scores), axis=1)[:, :max(KS)]
+            order = top_k(scores, max(KS), tiebreak=-rng.random(scores.shape))[0]
             for metric, values in ranking_metrics(order, truth, new_items, n_rel).items():
                 per_user[entry.key].setdefault(metric, []).append(values)
         log(f"cold items: fold {f + 1}/{len(folds)} ({len(new_items)} items, {len(users)} users)")

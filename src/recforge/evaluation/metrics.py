@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from recforge.linalg import unit_rows
+
 # ----------------------------------------------------------------------------- rating
 
 
@@ -300,18 +302,6 @@ def average_popularity(items: np.ndarray, item_popularity: np.ndarray) -> np.nda
     return _row_mean(pop[np.where(valid, it, 0)], valid)
 
 
-def _unit_rows(vectors: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
-    if sp.issparse(vectors):
-        v = sp.csr_matrix(vectors, dtype=np.float64)
-        norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
-        norms[norms == 0] = 1.0
-        return sp.diags(1.0 / norms) @ v
-    v = np.asarray(vectors, np.float64)
-    norms = np.linalg.norm(v, axis=1)
-    norms[norms == 0] = 1.0
-    return v / norms[:, None]
-
-
 def intra_list_diversity(
     items: np.ndarray, item_vectors: np.ndarray | sp.spmatrix, max_block: int = 4096
 ) -> np.ndarray:
@@ -326,7 +316,7 @@ def intra_list_diversity(
     out = np.full(n, np.nan)
     if k < 2 or n == 0:
         return out
-    unit = _unit_rows(item_vectors)
+    unit = unit_rows(item_vectors, np.float64)
     block = max(1, max_block // k)
     pair = ~np.eye(k, dtype=bool)
     for start in range(0, n, block):

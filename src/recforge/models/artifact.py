@@ -9,6 +9,7 @@ Layout of a saved model::
     user_ids.json   external user IDs in index order
     item_ids.json   external item IDs in index order
     items.parquet   item metadata (titles, genres...) when the data had it
+    parts/NAME/     a composite model's sub-models, each an artifact of its own
 """
 
 from __future__ import annotations
@@ -74,9 +75,15 @@ def read_json(path: Path) -> Any:
 
 
 def finalize(directory: Path, meta: dict[str, Any]) -> None:
-    """Write meta.json last, with a SHA-256 for every other file in the directory."""
+    """Write meta.json last, with a SHA-256 for every other file in the directory.
+
+    The meta.json of each nested part (``parts/NAME/meta.json``, itself holding its files'
+    hashes) is hashed too, so one check covers the whole tree.
+    """
     files = {p.name: sha256_file(p) for p in sorted(directory.iterdir())
              if p.is_file() and p.name != "meta.json"}
+    files.update({p.relative_to(directory).as_posix(): sha256_file(p)
+                  for p in sorted(directory.glob("parts/*/meta.json"))})
     write_json(directory / "meta.json", {**meta, "format": FORMAT,
                                          "format_version": FORMAT_VERSION, "files": files})
 

@@ -9,9 +9,11 @@ mapping, and `save`/`load` of artifact directories. Idea after Cornac's recommen
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
@@ -20,18 +22,35 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recforge import __version__
+from recforge import __version__, ranking
 from recforge.config import ModelConfig, parse_config
 from recforge.data.interactions import IdMap, Interactions
 from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from recforge.linalg import dense, unit_rows
 from recforge.models import artifact
+from recforge.models.capabilities import Capability
 
-UnknownPolicy = Literal["error", "skip", "popular"]
+#: what `recommend` does with users unknown to the model (see its docstring)
+UnknownPolicy = Literal["error", "skip", "fallback"]
 #: columns of every model's `explain` frame
 EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 
 #: scores computed per block stay under this many float32 cells (64 MiB)
 _BLOCK_CELLS = 1 << 24
+
+
+@dataclass(frozen=True)
+class RankedLists:
+    """Top-k lists of a batch of users (`Recommender.rank_users`).
+
+    `items` (int64) and `scores` (float32) are (n_users, k), best first, padded with -1 and
+    -inf; `fallback` holds per user None (the model ranked a known user) or the label of the
+    unknown-user fallback that ranked it: ``features``, ``fold_in`` or ``popularity``.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    fallback: np.ndarray
 
 
 class Recommender(ABC):
@@ -45,6 +64,10 @@ class Recommender(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
+    #: what the class can do beyond the contract; ask `supports`, never probe for methods
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FOLD_IN, Capability.EXPLAIN})
+    #: whether rankings depend on the user (False: the same list for everyone, e.g. popularity)
+    personalized: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, ModelConfig):
@@ -145,6 +168,17 @@ class Recommender(ABC):
         """(n_items, d) item vectors when the model has them (used by `similar_items`)."""
         return None
 
+    # ------------------------------------------------------------------ capabilities
+    def supports(self, capability: Capability | str) -> bool:
+        """Whether this model can do `capability` — the one place capabilities are checked."""
+        return Capability(capability) in self.capabilities
+
+    def require(self, capability: Capability | str) -> None:
+        """ConfigError (one line) unless the model `supports` `capability`."""
+        cap = Capability(capability)
+        if not self.supports(cap):
+            raise ConfigError(f"model {self.name!r} cannot {cap.describe()}")
+
     # ------------------------------------------------------------------ ranking
     def recommend_idx(
         self,
@@ -152,46 +186,158 @@ class Recommender(ABC):
         k: int = 10,
         exclude_seen: bool = True,
         candidates: np.ndarray | None = None,
+        extra_seen: Sequence[np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-`k` item indices and scores per user, best first.
+        """Top-`k` item indices and scores of known users, best first (`recforge.ranking` order).
 
         Returns (items, scores), each (len(user_idx), k); rows with fewer than `k` eligible
-        items are padded with item -1 and score -inf. Scoring runs in user blocks: one score
-        matrix per block, seen items masked to -inf, then `argpartition`.
+        items are padded with item -1 and score -inf. With `exclude_seen`, each user's training
+        items are left out, and so are the items of `extra_seen` (per user, e.g. events stored
+        since training). `candidates` (item indices) restricts the ranking. Scoring runs in
+        user blocks of bounded memory.
         """
         self._check_fitted()
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, got {k}")
+        _check_k(k)
         user_idx = np.asarray(user_idx, np.int64)
-        n_items = self.n_items
-        k_eff = min(k, n_items)
-        allowed = None
-        if candidates is not None:
-            allowed = np.zeros(n_items, bool)
-            allowed[np.asarray(candidates, np.int64)] = True
+        allowed = _candidate_mask(candidates, self.n_items)
         items_out = np.full((len(user_idx), k), -1, np.int64)
         scores_out = np.full((len(user_idx), k), -np.inf, np.float32)
-        block = max(1, _BLOCK_CELLS // max(n_items, 1))
+        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
         for start in range(0, len(user_idx), block):
-            users = user_idx[start:start + block]
-            scores = np.array(self.score(users), dtype=np.float32, copy=True)
-            scores[~np.isfinite(scores)] = np.finfo(np.float32).min
+            rows = slice(start, start + block)
+            users = user_idx[rows]
+            exclude = None
             if exclude_seen:
-                seen = self.seen_[users]
-                rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
-                scores[rows, seen.indices] = -np.inf
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
-            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.lexsort((top, -top_scores), axis=1)
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
-            invalid = ~np.isfinite(top_scores)
-            top[invalid] = -1
-            items_out[start:start + len(users), :k_eff] = top
-            scores_out[start:start + len(users), :k_eff] = top_scores
+                exclude = self.seen_[users]
+                if extra_seen is not None:
+                    exclude = exclude + history_matrix(extra_seen[rows], self.n_items)
+            items_out[rows], scores_out[rows] = ranking.top_k(self.score(users), k, exclude=exclude,
+                                                              candidates=allowed)
         return items_out, scores_out
+
+    def rank_histories(
+        self,
+        histories: Sequence[np.ndarray],
+        k: int = 10,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` (items, scores) of users known only by their items (`score_histories`).
+
+        With `exclude_seen`, each history's items are left out; padding as in `recommend_idx`.
+        """
+        self._check_fitted()
+        _check_k(k)
+        allowed = _candidate_mask(candidates, self.n_items)
+        items_out = np.full((len(histories), k), -1, np.int64)
+        scores_out = np.full((len(histories), k), -np.inf, np.float32)
+        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
+        for start in range(0, len(histories), block):
+            rows = slice(start, start + block)
+            chunk = [_history_indices(h, self.n_items) for h in histories[rows]]
+            items_out[rows], scores_out[rows] = ranking.top_k(
+                self.score_histories(chunk), k, exclude=chunk if exclude_seen else None, candidates=allowed)
+        return items_out, scores_out
+
+    def rank_users(
+        self,
+        user_ids: Any,
+        k: int = 10,
+        exclude_seen: bool = True,
+        candidates: Any = None,
+        unknown: UnknownPolicy = "error",
+        events: Mapping[str, Sequence[Any]] | None = None,
+        user_features: pd.DataFrame | Mapping[str, Any] | None = None,
+    ) -> RankedLists:
+        """Top-`k` lists of raw user IDs, with the unknown-user chain; see `recommend`.
+
+        Returns `RankedLists`: item indices and scores (len(user_ids), k), padded with -1 and
+        -inf, and per row the fallback that ranked it (None: the model ranked a known user).
+        """
+        self._check_fitted()
+        _check_k(k)
+        ids = [str(u) for u in as_list(user_ids)]
+        uidx = self.user_map_.lookup(ids)
+        if unknown == "error" and (uidx < 0).any():
+            self.user_map_.to_idx(ids, what="user")
+        cand = None if candidates is None else self.item_map_.to_idx([str(c) for c in as_list(candidates)],
+                                                                      what="item")
+        given = request_items(events, ids, self.item_map_)
+        out = RankedLists(np.full((len(ids), k), -1, np.int64), np.full((len(ids), k), -np.inf, np.float32),
+                          np.full(len(ids), None, dtype=object))
+        known = np.flatnonzero(uidx >= 0)
+        if len(known):
+            out.items[known], out.scores[known] = self.recommend_idx(
+                uidx[known], k, exclude_seen, cand, extra_seen=[given[i] for i in known])
+        cold = np.flatnonzero(uidx < 0)
+        if unknown == "fallback" and len(cold):
+            sub = self.rank_unknown([given[r] for r in cold], k, exclude_seen, cand, user_features,
+                                    ids=[ids[r] for r in cold])
+            out.items[cold], out.scores[cold], out.fallback[cold] = sub.items, sub.scores, sub.fallback
+        return out
+
+    def rank_unknown(
+        self,
+        histories: Sequence[np.ndarray],
+        k: int = 10,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+        user_features: pd.DataFrame | Mapping[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> RankedLists:
+        """Top-`k` lists of users unknown to the model (or anonymous sessions): the fallback chain.
+
+        Per user, the first that applies: their feature row (`user_features`, models with
+        `Capability.COLD_USERS`; fallback ``features``), the fold-in of their `histories`
+        (item indices; ``fold_in``), or popularity (``popularity``). With `exclude_seen` the
+        history items are never returned. `ids` name the users (rows of a `user_features`
+        frame are matched by them; a mapping is one feature row shared by all).
+        """
+        self._check_fitted()
+        _check_k(k)
+        given = [_history_indices(h, self.n_items) for h in histories]
+        names = [str(i) for i in ids] if ids is not None else [f"anonymous-{i}" for i in range(len(given))]
+        allowed = _candidate_mask(candidates, self.n_items)
+        out = RankedLists(np.full((len(given), k), -1, np.int64), np.full((len(given), k), -np.inf, np.float32),
+                          np.full(len(given), None, dtype=object))
+        frame = self._feature_rows_of(names, user_features)
+        has_features = np.array([frame is not None and u in frame.index for u in names], bool)
+        by_features = np.flatnonzero(has_features)
+        if frame is not None and len(by_features):
+            hist = [given[r] for r in by_features]
+            scores = self.score_cold_users(frame.loc[[names[r] for r in by_features]], hist)
+            out.items[by_features], out.scores[by_features] = ranking.top_k(
+                scores, k, exclude=hist if exclude_seen else None, candidates=allowed)
+            out.fallback[by_features] = "features"
+        has_events = np.array([len(h) > 0 for h in given], bool)
+        folded = np.flatnonzero(~has_features & has_events)
+        if len(folded):
+            out.items[folded], out.scores[folded] = self.rank_histories([given[r] for r in folded], k,
+                                                                         exclude_seen, candidates)
+            out.fallback[folded] = "fold_in"
+        popular = np.flatnonzero(~has_features & ~has_events)
+        if len(popular):
+            out.items[popular], out.scores[popular] = self.popular_idx(k, candidates)
+            out.fallback[popular] = "popularity"
+        return out
+
+    def _feature_rows_of(self, ids: list[str],
+                         user_features: pd.DataFrame | Mapping[str, Any] | None) -> pd.DataFrame | None:
+        """Feature rows of unknown users, indexed by user ID; None when the model cannot use them.
+
+        A mapping is one row of features shared by every user in `ids` (a request's features).
+        """
+        if user_features is None or not ids or self.user_features_ is None \
+                or not self.supports(Capability.COLD_USERS):
+            return None
+        if isinstance(user_features, pd.DataFrame):
+            frame = user_features.copy()
+            frame.index = frame.index.astype(str)
+            return frame[~frame.index.duplicated()]
+        if not user_features:
+            return None
+        unique = list(dict.fromkeys(ids))
+        return pd.DataFrame([dict(user_features)] * len(unique), index=pd.Index(unique, dtype=object))
 
     def recommend(
         self,
@@ -200,46 +346,45 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         candidates: Any = None,
         unknown: UnknownPolicy = "error",
+        events: Mapping[str, Sequence[Any]] | None = None,
+        user_features: pd.DataFrame | Mapping[str, Any] | None = None,
     ) -> pd.DataFrame:
         """Top-`k` recommendations for raw user IDs as a frame: user_id, item_id, rank, score.
 
-        `candidates` restricts ranking to these raw item IDs. Users unknown to the model raise
-        UnknownIdError (``unknown="error"``), are left out (``"skip"``), or get the most
-        popular items (``"popular"``, score = training count).
+        Args:
+            user_ids: one raw user ID or a list of them.
+            k: list length; never a training item of the user with `exclude_seen`.
+            exclude_seen: leave out each user's training items and `events` items.
+            candidates: restrict ranking to these raw item IDs.
+            unknown: what users unknown to the model get — ``"error"`` raises UnknownIdError,
+                ``"skip"`` leaves them out, ``"fallback"`` ranks them by the first that
+                applies of: their `user_features` (feature models; fallback ``features``), the
+                fold-in of their `events` (``fold_in``), or popularity (``popularity``, score =
+                the share of training users who interacted with the item). The frame then
+                has a ``fallback`` column (empty for known users).
+            events: raw item IDs per user interacted with since training (unknown items are
+                ignored): excluded for known users, folded in for unknown ones.
+            user_features: feature rows of unknown users (a frame indexed by user ID), or one
+                mapping of features shared by every unknown user in the call.
         """
-        self._check_fitted()
-        user_ids = [str(u) for u in as_list(user_ids)]
-        uidx = self.user_map_.lookup(user_ids)
-        if unknown == "error" and (uidx < 0).any():
-            self.user_map_.to_idx(user_ids, what="user")
-        cand_idx = None
-        if candidates is not None:
-            cand_idx = self.item_map_.to_idx(as_list(candidates), what="item")
-        known = uidx >= 0
-        items = np.full((len(user_ids), k), -1, np.int64)
-        scores = np.full((len(user_ids), k), -np.inf, np.float32)
-        if known.any():
-            items[known], scores[known] = self.recommend_idx(uidx[known], k, exclude_seen, cand_idx)
-        if unknown == "popular" and (~known).any():
-            pop_items, pop_scores = self.popular_idx(k, cand_idx)
-            items[~known], scores[~known] = pop_items, pop_scores
-        return self._frame(np.asarray(user_ids, dtype=object), items, scores, "user_id", "item_id")
+        lists = self.rank_users(user_ids, k, exclude_seen, candidates, unknown, events, user_features)
+        ids = np.asarray([str(u) for u in as_list(user_ids)], dtype=object)
+        frame = self._frame(ids, lists.items, lists.scores, "user_id", "item_id")
+        if unknown == "fallback":
+            rows = np.nonzero(lists.items >= 0)[0]
+            frame["fallback"] = lists.fallback[rows]
+        return frame
+
+    def popularity_scores(self) -> np.ndarray:
+        """Per item, the share of training users who interacted with it (the popularity fallback)."""
+        return (np.asarray(self.item_popularity_, np.float32) / max(self.n_users, 1)).astype(np.float32)
 
     def popular_idx(self, k: int, candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The `k` most popular items (training count) — the cold-start fallback."""
+        """The `k` most popular items and their `popularity_scores` — the cold-start fallback."""
         self._check_fitted()
-        pop = self.item_popularity_.astype(np.float32).copy()
-        if candidates is not None:
-            mask = np.ones(len(pop), bool)
-            mask[candidates] = False
-            pop[mask] = -np.inf
-        order = np.lexsort((np.arange(len(pop)), -pop))[:k]
-        items = np.full(k, -1, np.int64)
-        scores = np.full(k, -np.inf, np.float32)
-        items[: len(order)], scores[: len(order)] = order, pop[order]
-        bad = ~np.isfinite(scores)
-        items[bad] = -1
-        return items, scores
+        items, scores = ranking.top_k(self.popularity_scores()[None, :], k,
+                                      candidates=_candidate_mask(candidates, self.n_items))
+        return items[0], scores[0]
 
     def _frame(self, keys: np.ndarray, items: np.ndarray, scores: np.ndarray,
                key_col: str, item_col: str) -> pd.DataFrame:
@@ -308,22 +453,19 @@ class Recommender(ABC):
         sims = (cols[item_idx] @ cols.T).toarray()
         return (sims / norms[item_idx, None] / norms[None, :]).astype(np.float32)
 
+    def similar_items_idx(self, item_idx: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` (items, similarities) per item index, the item itself excluded; padded like `recommend_idx`."""
+        self._check_fitted()
+        _check_k(k)
+        item_idx = np.asarray(item_idx, np.int64)
+        return ranking.top_k(self.similar_idx(item_idx), k, exclude=item_idx[:, None])
+
     def similar_items(self, item_ids: Any, k: int = 10) -> pd.DataFrame:
         """The `k` items most similar to each raw item ID: item_id, similar_item_id, rank, score."""
         self._check_fitted()
         ids = [str(i) for i in as_list(item_ids)]
-        iidx = self.item_map_.to_idx(ids, what="item")
-        sims = np.array(self.similar_idx(iidx), dtype=np.float32, copy=True)
-        sims[np.arange(len(iidx)), iidx] = -np.inf
-        k_eff = min(k, self.n_items - 1)
-        if k_eff < 1:
-            return pd.DataFrame(columns=["item_id", "similar_item_id", "rank", "score"])
-        top = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
-        top_scores = np.take_along_axis(sims, top, axis=1)
-        order = np.lexsort((top, -top_scores), axis=1)
-        top = np.take_along_axis(top, order, axis=1)
-        top_scores = np.take_along_axis(top_scores, order, axis=1)
-        return self._frame(np.asarray(ids, dtype=object), top, top_scores, "item_id", "similar_item_id")
+        items, scores = self.similar_items_idx(self.item_map_.to_idx(ids, what="item"), k)
+        return self._frame(np.asarray(ids, dtype=object), items, scores, "item_id", "similar_item_id")
 
     # ------------------------------------------------------------------ fold-in
     def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
@@ -355,6 +497,94 @@ class Recommender(ABC):
             sims = np.nan_to_num(np.asarray(self.similar_idx(cols), np.float32), nan=0.0, posinf=0.0, neginf=0.0)
             out += H[:, cols] @ sims
         return out
+
+    # ------------------------------------------------------------------ cold start
+    def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+        """(len(features), n_items) scores of users unknown to the model, from their features.
+
+        `features` has one row per user (index = the user's ID) with training user-feature
+        columns; `histories` holds per row the item indices given at request time. Models
+        with `Capability.COLD_USERS` implement it.
+        """
+        raise ConfigError(f"model {self.name!r} cannot {Capability.COLD_USERS.describe()}")
+
+    def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
+        """(len(user_idx), len(features)) scores of known users for items unknown to the model.
+
+        Models with `Capability.COLD_ITEMS` implement it.
+        """
+        raise ConfigError(f"model {self.name!r} cannot {Capability.COLD_ITEMS.describe()}")
+
+    def new_item_vectors(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors of the new items, vectors of the known items) in one space, for similarity."""
+        raise ConfigError(f"model {self.name!r} has no vectors for items unknown to it")
+
+    def recommend_cold(
+        self,
+        user_features: pd.DataFrame | pd.Series | Mapping[str, Any],
+        k: int = 10,
+        seen_items: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
+        candidates: Any = None,
+    ) -> pd.DataFrame:
+        """Top-`k` items for users the model has not seen in training, from their features.
+
+        Args:
+            user_features: one row per new user (index = the user's ID), with the columns of
+                the training user features (``age``, ``gender``…); a Series or mapping is one
+                user. Missing columns and unseen categories are treated as unknown.
+            k: items per user.
+            seen_items: items the user interacted with at request time — one list of item IDs
+                for every row, or ``{user_id: [item IDs]}``. They personalise the list (when
+                the model can use them) and are never recommended.
+            candidates: restrict ranking to these item IDs.
+
+        Returns:
+            A frame ``user_id, item_id, rank, score`` like `recommend`. ConfigError for a
+            model without `Capability.COLD_USERS`.
+        """
+        from recforge.models.cold_start import as_feature_frame
+
+        self._check_fitted()
+        self.require(Capability.COLD_USERS)
+        _check_k(k)
+        frame = as_feature_frame(user_features)
+        ids = [str(i) for i in frame.index]
+        histories = request_items(seen_items, ids, self.item_map_)
+        cand = None if candidates is None else self.item_map_.to_idx([str(c) for c in as_list(candidates)],
+                                                                      what="item")
+        items, scores = ranking.top_k(self.score_cold_users(frame, histories), k, exclude=histories,
+                                      candidates=_candidate_mask(cand, self.n_items))
+        return self._frame(np.asarray(ids, dtype=object), items, scores, "user_id", "item_id")
+
+    def score_new_items(self, item_features: pd.DataFrame | pd.Series | Mapping[str, Any],
+                        user_ids: Any = None) -> pd.DataFrame:
+        """Scores of known users (rows; all users by default) for new items (columns).
+
+        `item_features` has one row per new item (index = its ID) with the training item
+        feature columns (``title``, ``year``, ``genre_*``…).
+        """
+        from recforge.models.cold_start import as_feature_frame
+
+        self._check_fitted()
+        self.require(Capability.COLD_ITEMS)
+        frame = as_feature_frame(item_features)
+        users = self.user_map_.ids if user_ids is None else [str(u) for u in as_list(user_ids)]
+        scores = self.score_new_items_idx(frame, self.user_map_.to_idx(users, what="user"))
+        return pd.DataFrame(scores, index=pd.Index(users, name="user_id"), columns=frame.index)
+
+    def similar_new_items(self, item_features: pd.DataFrame | pd.Series | Mapping[str, Any],
+                          k: int = 10) -> pd.DataFrame:
+        """The `k` known items most similar (cosine) to each new item: item_id, similar_item_id, rank, score."""
+        from recforge.models.cold_start import as_feature_frame
+
+        self._check_fitted()
+        self.require(Capability.COLD_ITEMS)
+        _check_k(k)
+        frame = as_feature_frame(item_features)
+        new, known = self.new_item_vectors(frame)
+        sims = dense(unit_rows(new) @ unit_rows(known).T)
+        items, scores = ranking.top_k(sims, k)
+        return self._frame(frame.index.to_numpy(dtype=object), items, scores, "item_id", "similar_item_id")
 
     # ------------------------------------------------------------------ explanations
     def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray | None:
@@ -406,7 +636,21 @@ class Recommender(ABC):
 
     @abstractmethod
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore learned arrays; ID maps, `seen_` and config are already set."""
+        """Restore learned arrays; ID maps, `seen_`, config and `parts` are already set."""
+
+    def parts(self) -> dict[str, Recommender]:
+        """The fitted sub-models of a composite model (hybrid, ensembles), by part name.
+
+        Each is saved as a nested artifact under ``parts/<name>/`` and loaded back with
+        `Recommender.load` before `_set_state`, so a composite uses its parts through their
+        public API only. Plain models have none.
+        """
+        return {}
+
+    def _set_parts(self, parts: dict[str, Recommender]) -> None:
+        """Take the loaded sub-models back (composite models override)."""
+        if parts:
+            raise ValueError(f"{type(self).__name__} has no parts, but the artifact holds {sorted(parts)}")
 
     def save(self, path: str | Path) -> Path:
         """Write this fitted model as an artifact directory (created or replaced)."""
@@ -415,6 +659,10 @@ class Recommender(ABC):
         out.mkdir(parents=True, exist_ok=True)
         for stale in ("meta.json", "items.parquet", "users.parquet"):
             (out / stale).unlink(missing_ok=True)
+        shutil.rmtree(out / "parts", ignore_errors=True)
+        parts = self.parts()
+        for part_name, part in parts.items():
+            part.save(out / "parts" / part_name)
         artifact.write_json(out / "config.json", self.config.model_dump(mode="json"))
         artifact.write_json(out / "user_ids.json", self.user_map_.ids.tolist())
         artifact.write_json(out / "item_ids.json", self.item_map_.ids.tolist())
@@ -440,6 +688,7 @@ class Recommender(ABC):
             "rating_scale": self.rating_scale_,
             "global_mean": self.global_mean_,
             "fit_seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
+            "parts": sorted(parts),
         })
         return out
 
@@ -492,6 +741,8 @@ class Recommender(ABC):
         self.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
         self.item_features_ = _read_features(directory / "items.parquet")
         self.user_features_ = _read_features(directory / "users.parquet")
+        self._set_parts({str(name): Recommender.load(directory / "parts" / str(name))
+                         for name in meta.get("parts", [])})
         self._set_state(artifact.read_npz(directory / "weights.npz"))
         self._fitted = True
 
@@ -505,6 +756,40 @@ class Recommender(ABC):
             ratings=self._train_ratings,
             item_features=self.item_features_, user_features=self.user_features_,
         )
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+
+
+def _candidate_mask(candidates: np.ndarray | None, n_items: int) -> np.ndarray | None:
+    """A boolean item mask of candidate item indices (None: every item)."""
+    if candidates is None:
+        return None
+    mask = np.zeros(n_items, bool)
+    mask[np.asarray(candidates, np.int64)] = True
+    return mask
+
+
+def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids: Sequence[str],
+                  item_map: IdMap) -> list[np.ndarray]:
+    """Per ID of `ids`, the sorted unique indices of items given at request time.
+
+    `items` is None, a mapping ``{id: [raw item IDs]}``, or one list of raw item IDs for every
+    ID. Item IDs the model does not know are dropped (they cannot be scored or excluded).
+    """
+    if items is None:
+        return [np.zeros(0, np.int64) for _ in ids]
+    if isinstance(items, Mapping):
+        lists = [items.get(i, []) for i in ids]
+    else:
+        lists = [list(items)] * len(ids)
+    out = []
+    for given in lists:
+        idx = item_map.lookup([str(x) for x in given]) if len(given) else np.zeros(0, np.int64)
+        out.append(np.unique(idx[idx >= 0]).astype(np.int64))
+    return out
 
 
 def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:

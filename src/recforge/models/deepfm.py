@@ -31,7 +31,7 @@ from torch import nn
 
 from recforge.data.features import FeaturePipeline
 from recforge.data.interactions import Interactions
-from recforge.models.content import ColdStartMixin, PipelineStateMixin
+from recforge.models.cold_start import PipelineStateMixin
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -178,7 +178,7 @@ class FieldNetwork(nn.Module):
         return out
 
 
-class DeepFM(ColdStartMixin, PipelineStateMixin, TorchRecommender):
+class DeepFM(PipelineStateMixin, TorchRecommender):
     """DeepFM (Guo et al. 2017) over ID and feature fields, trained with BCE (module docstring)."""
 
     name = "deepfm"
@@ -247,20 +247,20 @@ class DeepFM(ColdStartMixin, PipelineStateMixin, TorchRecommender):
         return 1.0 / (1.0 + np.exp(-self.predict(user_ids, item_ids).astype(np.float64)))
 
     # ------------------------------------------------------------------ cold start
-    def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+    def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         net: FieldNetwork = self.network_  # type: ignore[assignment]
-        x = self._tensor(self._user_feature_rows(frame, frame.index))
+        x = self._tensor(self._user_feature_rows(features, features.index))
         if x is None:
-            x = torch.zeros(len(frame), 0)
+            x = torch.zeros(len(features), 0)
         with torch_threads(self.config.threads), torch.no_grad():
             items = torch.arange(len(self.item_map_), device=self.device_)
             return net.score_rows(net.parts("user", None, x.to(self.device_)), net.parts("item", items)).cpu().numpy()
 
-    def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
+    def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
         net: FieldNetwork = self.network_  # type: ignore[assignment]
-        x = self._tensor(self._item_feature_rows(frame, frame.index))
+        x = self._tensor(self._item_feature_rows(features, features.index))
         if x is None:
-            x = torch.zeros(len(frame), 0)
+            x = torch.zeros(len(features), 0)
         with torch_threads(self.config.threads), torch.no_grad():
             users = torch.from_numpy(np.asarray(user_idx, np.int64)).to(self.device_)
             return net.score_rows(net.parts("user", users), net.parts("item", None, x.to(self.device_))).cpu().numpy()

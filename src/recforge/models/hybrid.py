@@ -25,36 +25,10 @@ from pydantic import Field
 
 from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
-from recforge.errors import ConfigError
 from recforge.models.base import EXPLAIN_COLUMNS, Recommender, as_list
-from recforge.models.content import ColdStartMixin
+from recforge.models.capabilities import Capability
 
 __all__ = ["Hybrid", "HybridConfig"]
-
-#: this module's own models, importable even before the registry lists them
-_LOCAL = {
-    "content": "recforge.models.content:ContentBased",
-    "demographic_popularity": "recforge.models.content:DemographicPopularity",
-    "two_tower": "recforge.models.two_tower:TwoTower",
-}
-#: base-class attributes a sub-model shares with the hybrid
-_SHARED = ("user_map_", "item_map_", "seen_", "item_popularity_", "_train_ratings", "rating_scale_",
-           "global_mean_", "fingerprint_", "fit_seconds_", "item_features_", "user_features_")
-
-
-def _model_class(name: str) -> type[Recommender]:
-    from recforge.registry import get_model_class
-
-    try:
-        return get_model_class(name)
-    except ConfigError:
-        if name not in _LOCAL:
-            raise
-        import importlib
-
-        module, _, cls = _LOCAL[name].partition(":")
-        return getattr(importlib.import_module(module), cls)
-
 
 class HybridConfig(ModelConfig):
     """`cf_model` / `feature_model`: registered model names, with their configs
@@ -75,25 +49,34 @@ class HybridConfig(ModelConfig):
     normalize: Literal["zscore", "none"] = "zscore"
 
 
-class Hybrid(ColdStartMixin, Recommender):
-    """Blend of `cf_` and `feature_` (see the module docstring)."""
+class Hybrid(Recommender):
+    """Blend of `cf_` and `feature_` (see the module docstring).
+
+    The parts are held and used through the public `Recommender` API only, and saved as
+    nested artifacts (``parts/cf``, ``parts/feature``, ``parts/prior``).
+    """
 
     name = "hybrid"
     config_class = HybridConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
+    capabilities: ClassVar[frozenset[Capability]] = Recommender.capabilities | {
+        Capability.COLD_USERS, Capability.COLD_ITEMS}
     config: HybridConfig
 
-    def _parts(self) -> tuple[str, ...]:
-        return ("cf", "feature", "prior") if self._has_prior() else ("cf", "feature")
+    cf_: Recommender
+    feature_: Recommender
+    prior_: Recommender | None
 
     def _has_prior(self) -> bool:
         return self.config.prior_model is not None and self.config.prior_weight > 0
 
     def _make(self, which: str) -> Recommender:
+        from recforge.registry import create_model
+
         cfg = self.config
         name, sub = {"cf": (cfg.cf_model, cfg.cf_config), "feature": (cfg.feature_model, cfg.feature_config),
                      "prior": (cfg.prior_model, cfg.prior_config)}[which]
-        return _model_class(str(name))({"seed": cfg.seed, **sub})
+        return create_model(str(name), {"seed": cfg.seed, **sub})
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
         self.cf_ = self._make("cf").fit(interactions, validation)
@@ -105,13 +88,15 @@ class Hybrid(ColdStartMixin, Recommender):
         counts = np.diff(self.seen_.indptr).astype(np.float32)
         self.cf_weight_ = counts / (counts + self.config.shrinkage)
 
-    @property
-    def user_pipeline_(self) -> Any:  # type: ignore[override]
-        return getattr(self.feature_, "user_pipeline_", None)
-
-    @property
-    def item_pipeline_(self) -> Any:  # type: ignore[override]
-        return getattr(self.feature_, "item_pipeline_", None)
+    def supports(self, capability: Capability | str) -> bool:
+        """Cold users and items only as far as the feature model (and prior) can do them."""
+        cap = Capability(capability)
+        if not super().supports(cap):
+            return False
+        if cap in (Capability.COLD_USERS, Capability.COLD_ITEMS) and self._fitted:
+            parts = [self.feature_] + ([self.prior_] if cap == Capability.COLD_USERS and self.prior_ else [])
+            return all(p.supports(cap) for p in parts)
+        return True
 
     def _norm(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, np.float32)
@@ -146,10 +131,11 @@ class Hybrid(ColdStartMixin, Recommender):
         return self.cf_.similar_idx(item_idx)
 
     # ------------------------------------------------------------------ cold start
-    def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+    def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         """Users unknown to the model: the feature part, blended with the CF model's fold-in of
         their request-time items by the same history-length weight as known users."""
-        feature = self._cold_feature_part(frame, histories)
+        self.require(Capability.COLD_USERS)
+        feature = self._cold_feature_part(features, histories)
         counts = np.array([len(h) for h in histories], np.float32)[:, None]
         if not counts.any():
             return feature
@@ -157,23 +143,23 @@ class Hybrid(ColdStartMixin, Recommender):
         feature = feature if self.prior_ is not None else self._norm(feature)
         return (w * self._norm(self.cf_.score_histories(histories)) + (1.0 - w) * feature).astype(np.float32)
 
-    def _cold_feature_part(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+    def _cold_feature_part(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         """The feature model's cold scores, blended with the prior when there is one."""
-        model_scores = self.feature_._score_cold_users(frame, histories)  # type: ignore[attr-defined]
+        model_scores = self.feature_.score_cold_users(features, histories)
         if self.prior_ is None:
             return model_scores
-        return self._feature_part(model_scores, self.prior_._score_cold_users(frame, histories))  # type: ignore[attr-defined]
+        return self._feature_part(model_scores, self.prior_.score_cold_users(features, histories))
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         """Fold-in: a cold user with unknown features and this history."""
         frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(len(histories))], dtype=object))
-        return self._score_cold_users(frame, histories)
+        return self.score_cold_users(frame, histories)
 
-    def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
-        return self.feature_._new_item_scores(frame, user_idx)  # type: ignore[attr-defined]
+    def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
+        return self.feature_.score_new_items_idx(features, user_idx)
 
-    def _new_item_vectors(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return self.feature_._new_item_vectors(frame)  # type: ignore[attr-defined]
+    def new_item_vectors(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.feature_.new_item_vectors(features)
 
     def explain(self, user_id: Any, item_ids: Any, n: int = 3) -> pd.DataFrame:
         """Both parts' explanations, each on the hybrid's scale, the strongest `n` per item.
@@ -207,21 +193,20 @@ class Hybrid(ColdStartMixin, Recommender):
         return both.reset_index(drop=True)[[*EXPLAIN_COLUMNS, "part"]]
 
     # ------------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, np.ndarray]:
-        state = {f"cf.{k}": v for k, v in self.cf_._get_state().items()}
-        state.update({f"feature.{k}": v for k, v in self.feature_._get_state().items()})
+    def parts(self) -> dict[str, Recommender]:
+        parts = {"cf": self.cf_, "feature": self.feature_}
         if self.prior_ is not None:
-            state.update({f"prior.{k}": v for k, v in self.prior_._get_state().items()})
-        return state
+            parts["prior"] = self.prior_
+        return parts
+
+    def _set_parts(self, parts: dict[str, Recommender]) -> None:
+        expected = {"cf", "feature"} | ({"prior"} if self._has_prior() else set())
+        if set(parts) != expected:
+            raise ValueError(f"hybrid parts are {sorted(parts)}, expected {sorted(expected)}")
+        self.cf_, self.feature_, self.prior_ = parts["cf"], parts["feature"], parts.get("prior")
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.prior_ = None
-        for which in self._parts():
-            sub = self._make(which)
-            for attr in _SHARED:
-                if hasattr(self, attr):
-                    setattr(sub, attr, getattr(self, attr))
-            sub._set_state({k[len(which) + 1:]: v for k, v in state.items() if k.startswith(f"{which}.")})
-            sub._fitted = True
-            setattr(self, f"{which}_", sub)
         self._prepare()

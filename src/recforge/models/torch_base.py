@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.data.splitting import carve_validation
 from recforge.models.base import Recommender
 from recforge.training.config import TrainingConfig
 from recforge.training.trainer import (
@@ -39,7 +40,7 @@ from recforge.training.trainer import (
     seeded,
     torch_threads,
 )
-from recforge.training.validation import holdout_split, make_validator
+from recforge.training.validation import make_validator
 
 __all__ = ["TorchRecommender"]
 
@@ -107,8 +108,7 @@ class TorchRecommender(Recommender):
         with torch_threads(cfg.threads), seeded(cfg.seed, self.device_) as rng:
             train = interactions
             if validation is None and cfg.validation_ratio > 0:
-                split_rng = np.random.default_rng([cfg.seed, 0x5EED])
-                train, validation = holdout_split(interactions, cfg.validation_ratio, split_rng)
+                train, validation = carve_validation(interactions, cfg.validation_ratio, seed=cfg.seed)
             self._rows = train.csr(binary=True) if train is not interactions else None
             self.network_ = self.build_network(n_users, n_items).to(self.device_)
             plan = self.training_plan(train, rng)

@@ -27,8 +27,9 @@ from pydantic import Field
 from torch import nn
 
 from recforge.data.interactions import Interactions
+from recforge.linalg import unit_rows
 from recforge.models.base import EXPLAIN_COLUMNS, as_list
-from recforge.models.content import ColdStartMixin, PipelineStateMixin, unit_rows
+from recforge.models.cold_start import PipelineStateMixin
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -163,14 +164,13 @@ class TwoTowerNetwork(nn.Module):
         return u @ v.T + b
 
 
-class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
+class TwoTower(PipelineStateMixin, TorchRecommender):
     """Two-tower model (see the module docstring); cold users/items through their features."""
 
     name = "two_tower"
     config_class = TwoTowerConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: TwoTowerConfig
-    _score_histories = ColdStartMixin._fold_in_cold
 
     # ------------------------------------------------------------------ features
     def _tensor(self, matrix: Any) -> torch.Tensor | None:
@@ -278,28 +278,31 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
                 uvec[row] = uvec[row] + vecs[torch.from_numpy(hist).to(self.device_)].mean(0)
         return uvec
 
-    def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self._fold_in_by_features(histories)
+
+    def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
         with torch_threads(self.config.threads), torch.no_grad():
-            uvec = self._cold_user_vectors(frame, histories)
+            uvec = self._cold_user_vectors(features, histories)
             vecs, bias = net.item_vectors()
             return net.score_all(uvec, vecs, bias).cpu().numpy()
 
-    def _new_item_scores(self, frame: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
+    def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
         net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
         with torch_threads(self.config.threads), torch.no_grad():
-            x = self._tensor(self._item_feature_rows(frame, frame.index))
+            x = self._tensor(self._item_feature_rows(features, features.index))
             uvec = net.user_vectors(torch.from_numpy(np.asarray(user_idx, np.int64)).to(self.device_))
             if x is None:
-                return np.zeros((len(user_idx), len(frame)), np.float32)
+                return np.zeros((len(user_idx), len(features)), np.float32)
             vecs, bias = net.item_vectors(x.to(self.device_))
             return net.score_all(uvec, vecs, bias).cpu().numpy()
 
-    def _new_item_vectors(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def new_item_vectors(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
         with torch.no_grad():
-            x = self._tensor(self._item_feature_rows(frame, frame.index))
-            new = np.zeros((len(frame), net.items.embedding_dim), np.float32) if x is None \
+            x = self._tensor(self._item_feature_rows(features, features.index))
+            new = np.zeros((len(features), net.items.embedding_dim), np.float32) if x is None \
                 else net.item_vectors(x.to(self.device_))[0].cpu().numpy()
             known = net.item_vectors(with_ids=False)[0].cpu().numpy() if x is not None \
                 else net.item_vectors()[0].cpu().numpy()

@@ -320,10 +320,7 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
             idx = lm.model.item_map_.lookup(body.items)
             unknown = [i for i, j in zip(body.items, idx, strict=True) if j < 0]
             session = np.unique(idx[idx >= 0])
-            if body.features and lm.user_feature_columns is not None:
-                ranked = lm.by_features(["session"], [session], body.features, body.k)[0]
-            else:
-                ranked = lm.session(session, body.k)
+            ranked = lm.session(session, body.k, body.features)
             if ranked.fallback:
                 metrics.fallbacks.labels(kind=ranked.fallback).inc()
             expl = lm.explain(ranked, session, "similar_to_session") if body.explain else None

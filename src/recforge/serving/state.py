@@ -6,12 +6,10 @@ works with that snapshot to the end, so a reload never mixes two models in one a
 artifact is loaded and validated completely before the swap; if that fails, the old model
 keeps serving and the error is raised to the caller.
 
-Scoring is vectorized: seen-item exclusion of events stored since training asks the model
-for ``k + n_extra`` items and drops the extra ones, so the base class's blocked top-K does
-all the work. Users unknown to the model are served, in this order of preference, from their
-request-time features by a feature model (`recommend_cold`, fallback ``"features"``), from
-their stored events folded into the model (`score_histories`, ``"fold_in"``), or by
-popularity (``"popularity"``).
+The service keeps no ranking logic of its own: every list comes from the model's
+`rank_users` (known users, and the unknown-user chain: request features → fold-in of stored
+events → popularity, with its ``fallback`` label), `rank_histories` (anonymous sessions) and
+`similar_items_idx`, all of which rank through `recforge.ranking`.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import pandas as pd
 
 from recforge.errors import ArtifactError, DataError, RecforgeError
 from recforge.models.base import Recommender
+from recforge.models.capabilities import Capability
 
 #: reason of an explanation by the kind of `Recommender.explain` row it starts with
 _REASONS = {"item": "history_contribution", "similar_item": "similar_to_history", "feature": "feature_match"}
@@ -82,7 +81,7 @@ class LoadedModel:
             present = col.notna().to_numpy()
             titles[present] = col[present].astype(str).to_numpy(dtype=object)
         columns = None
-        if hasattr(model, "recommend_cold") and model.user_features_ is not None:
+        if model.supports(Capability.COLD_USERS) and model.user_features_ is not None:
             columns = frozenset(str(c) for c in model.user_features_.columns) or None
         loaded = cls(model=model, directory=path, info=info, titles=titles,
                      train_ratings=model.training_interactions().ratings, user_feature_columns=columns)
@@ -149,96 +148,33 @@ class LoadedModel:
 
     def recommend(self, user_ids: Sequence[str], k: int, exclude_seen: bool,
                   extra_seen: dict[str, list[str]], features: dict[str, Any] | None = None) -> list[Ranked]:
-        """Top-`k` per user. `extra_seen`: user → items of events stored since training.
+        """Top-`k` per user through the model's `rank_users`; `extra_seen`: user → items of
+        events stored since training (excluded with `exclude_seen`, folded in for unknown users).
 
-        Known users get the model's ranking; with `exclude_seen`, their event items are left out
-        as well as the training items: the model ranks ``k + n_extra`` items in one vectorized
-        call and the extra ones are filtered out afterwards. Unknown users get, in order of
-        preference: `recommend_cold` from `features` (feature models only), the fold-in of their
-        event items, or popularity; `exclude_seen` leaves their event items out.
+        Unknown users get the library's chain: `features` (feature models only), the fold-in of
+        their event items, or popularity; `Ranked.fallback` says which.
         """
         m = self.model
-        uidx = m.user_map_.lookup(user_ids)
-        events = [self.known_items(extra_seen.get(u, [])) for u in user_ids]
-        empty = np.empty(0, np.int64)
-        drops = [e if exclude_seen else empty for e in events]
-        known = uidx >= 0
-        out: list[Ranked | None] = [None] * len(user_ids)
-        if known.any():
-            n_extra = max(len(drops[i]) for i in np.flatnonzero(known))
-            items, scores = m.recommend_idx(uidx[known], min(k + n_extra, m.n_items), exclude_seen)
-            for row, i in enumerate(np.flatnonzero(known)):
-                out[i] = _take(items[row], scores[row], drops[i], k)
-        cold = [int(i) for i in np.flatnonzero(~known)]
-        if cold and features and self.user_feature_columns is not None:
-            ranked = self.by_features([user_ids[i] for i in cold], [events[i] for i in cold], features, k)
-            for i, r in zip(cold, ranked, strict=True):
-                out[i] = r
-            cold = []
-        folded = [i for i in cold if len(events[i])]
-        for i, r in zip(folded, self.fold_in([events[i] for i in folded], k, exclude_seen), strict=True):
-            out[i] = Ranked(r.items, r.scores, "fold_in")
-        rest = [i for i in cold if not len(events[i])]
-        if rest:
-            pop_items, pop_scores = m.popular_idx(min(k, m.n_items))
-            valid = pop_items >= 0
-            for i in rest:
-                out[i] = Ranked(pop_items[valid], pop_scores[valid], "popularity")
-        return [r for r in out if r is not None]
+        lists = m.rank_users(list(user_ids), min(k, m.n_items), exclude_seen, unknown="fallback",
+                             events=extra_seen, user_features=features if self.user_feature_columns else None)
+        return [_ranked(lists.items[r], lists.scores[r], lists.fallback[r]) for r in range(len(user_ids))]
 
-    def fold_in(self, histories: list[np.ndarray], k: int, exclude: bool = True) -> list[Ranked]:
-        """Top-`k` for users given by item indices (`Recommender.score_histories`), one call.
+    def session(self, item_idx: np.ndarray, k: int, features: dict[str, Any] | None = None) -> Ranked:
+        """Items for an anonymous session of known item indices (excluded): the model's
+        unknown-user chain — request features, else the fold-in of the session, else popularity.
 
-        With `exclude`, each history's items are left out; ties (e.g. items the history says
-        nothing about) are broken by popularity.
-        """
-        if not histories:
-            return []
-        m = self.model
-        scores = m.score_histories(histories).astype(np.float64)
-        out = []
-        for row, hist in zip(scores, histories, strict=True):
-            if exclude:
-                row[hist] = -np.inf
-            out.append(_top(row, k, m.item_popularity_))
-        return out
-
-    def by_features(self, user_ids: Sequence[str], events: list[np.ndarray], features: dict[str, Any],
-                    k: int) -> list[Ranked]:
-        """Top-`k` of a feature model for unknown users sharing `features`; event items excluded."""
-        m = self.model
-        first: dict[str, np.ndarray] = {}
-        for user, items in zip(user_ids, events, strict=True):
-            first.setdefault(user, items)
-        unique = list(first)
-        frame = pd.DataFrame([dict(features)] * len(unique), index=pd.Index(unique, dtype=object))
-        seen = {u: [str(x) for x in m.item_map_.ids[first[u]]] for u in unique}
-        recs = m.recommend_cold(frame, k=min(k, m.n_items), seen_items=seen)  # type: ignore[attr-defined]
-        ranked = {}
-        for user, group in recs.groupby("user_id", sort=False):
-            items = m.item_map_.lookup(group["item_id"].astype(str).tolist())
-            ranked[str(user)] = Ranked(items.astype(np.int64), group["score"].to_numpy(np.float32), "features")
-        none = Ranked(np.empty(0, np.int64), np.empty(0, np.float32), "features")
-        return [ranked.get(u, none) for u in user_ids]
-
-    def session(self, item_idx: np.ndarray, k: int) -> Ranked:
-        """Items for an anonymous session: the model's fold-in of its items, which are excluded.
-
-        A session with no known item gets the popularity fallback.
+        Folding the session in is what a session asks for, so it carries no fallback label.
         """
         m = self.model
-        if len(item_idx) == 0:
-            items, scores = m.popular_idx(min(k, m.n_items))
-            return Ranked(items[items >= 0], scores[items >= 0], "popularity")
-        return self.fold_in([np.asarray(item_idx, np.int64)], k)[0]
+        lists = m.rank_unknown([np.asarray(item_idx, np.int64)], min(k, m.n_items),
+                               user_features=features if self.user_feature_columns else None)
+        fallback = lists.fallback[0]
+        return _ranked(lists.items[0], lists.scores[0], None if fallback == "fold_in" else fallback)
 
     def similar(self, idx: int, k: int) -> Ranked:
         """The `k` items most similar to item `idx`, itself excluded."""
-        m = self.model
-        sims = np.asarray(m.similar_idx(np.array([idx])), np.float64)[0].copy()
-        sims = np.nan_to_num(sims, nan=-np.inf)
-        sims[idx] = -np.inf
-        return _top(sims, k, m.item_popularity_)
+        items, scores = self.model.similar_items_idx(np.array([idx]), min(k, self.model.n_items))
+        return _ranked(items[0], scores[0], None)
 
     # ------------------------------------------------------------------ explanations
     def explain_known(self, user_id: str, ranked: Ranked) -> list[dict[str, Any]] | None:
@@ -251,10 +187,12 @@ class LoadedModel:
         m = self.model
         if len(ranked.items) == 0:
             return []
+        if not m.supports(Capability.EXPLAIN):
+            return None
         ids = [str(x) for x in m.item_map_.ids[ranked.items]]
         try:
             frame = m.explain(user_id, ids, n=2)
-        except (RecforgeError, NotImplementedError):
+        except RecforgeError:
             return None
         frame = frame[frame["contribution"] > 0]
         frame = frame.assign(order=frame["kind"].map({"item": 0, "similar_item": 0, "feature": 1}).fillna(2))
@@ -307,29 +245,10 @@ class LoadedModel:
         return out
 
 
-def _take(items: np.ndarray, scores: np.ndarray, drop: np.ndarray, k: int) -> Ranked:
-    """The first `k` valid entries of a ranked row, leaving out the items in `drop`."""
+def _ranked(items: np.ndarray, scores: np.ndarray, fallback: str | None) -> Ranked:
+    """One padded row of a ranking as a `Ranked` list without the padding."""
     keep = items >= 0
-    if len(drop):
-        keep &= ~np.isin(items, drop)
-    items, scores = items[keep][:k], scores[keep][:k]
-    return Ranked(items, scores)
-
-
-def _top(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> Ranked:
-    """Top-`k` of one score row, best first; ties broken by `tiebreak` (higher first)."""
-    valid = np.flatnonzero(np.isfinite(scores))
-    k_eff = min(k, len(valid))
-    if k_eff == 0:
-        return Ranked(np.empty(0, np.int64), np.empty(0, np.float32))
-    cand = valid
-    if len(valid) > 4 * k_eff:
-        part = np.argpartition(-scores[valid], k_eff - 1)[:k_eff]
-        threshold = scores[valid][part].min()
-        cand = valid[scores[valid] >= threshold]  # keep all tied at the threshold
-    order = np.lexsort((cand, -tiebreak[cand], -scores[cand]))[:k_eff]
-    chosen = cand[order]
-    return Ranked(chosen.astype(np.int64), scores[chosen].astype(np.float32))
+    return Ranked(items[keep], scores[keep], fallback)
 
 
 def _read_meta(path: Path) -> bytes:

@@ -105,7 +105,7 @@ def check_recommender(
         pass
     else:
         raise AssertionError("an unknown user did not raise UnknownIdError")
-    cold = model.recommend(["no-such-user"], k=k, unknown="popular")
+    cold = model.recommend(["no-such-user"], k=k, unknown="fallback")
     assert len(cold) == k
     assert model.recommend(["no-such-user"], k=k, unknown="skip").empty
     preds = model.predict(["no-such-user", data.user_map.ids[0]], [data.item_map.ids[0], "no-such-item"])
