@@ -45,6 +45,7 @@ class Recommender(ABC):
     name: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
+    personalized: ClassVar[bool] = True  # False: the ranking ignores the user's own items
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, ModelConfig):

@@ -468,6 +468,7 @@ class DemographicPopularity(ColdStartMixin, Recommender):
     name = "demographic_popularity"
     config_class = DemographicPopularityConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
+    personalized: ClassVar[bool] = False
     config: DemographicPopularityConfig
 
     def _group_labels(self, frame: pd.DataFrame | None, ids: Any) -> np.ndarray:
