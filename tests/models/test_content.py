@@ -8,12 +8,7 @@ import pytest
 
 from recforge.data.interactions import Interactions
 from recforge.models.content import ContentBased, DemographicPopularity
-from recforge.registry import register
-from recforge.testing.conformance import check_recommender, tiny_interactions
-
-register("content", "recforge.models.content:ContentBased", "Content-based cosine on item features.")
-register("demographic_popularity", "recforge.models.content:DemographicPopularity",
-         "Most popular items within the user's demographic group.")
+from recforge.testing import tiny_interactions
 
 
 def featured_tiny() -> Interactions:
@@ -26,14 +21,6 @@ def featured_tiny() -> Interactions:
     }, index=data.item_map.ids)
     users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12, "age": [20, 30] * 12}, index=data.user_map.ids)
     return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
-
-
-def test_conformance_id_only():
-    check_recommender(lambda: ContentBased(), personalized=True)
-
-
-def test_conformance_demographic_popularity():
-    check_recommender(lambda: DemographicPopularity(), personalized=False)
 
 
 def test_content_with_features_recommends_in_community():
