@@ -9,7 +9,7 @@ import pytest
 from recforge.data.interactions import Interactions
 from recforge.models.content import ContentBased
 from recforge.models.demographic import DemographicPopularity
-from recforge.testing.conformance import check_recommender, tiny_interactions
+from recforge.testing import tiny_interactions
 
 
 def featured_tiny() -> Interactions:
@@ -22,14 +22,6 @@ def featured_tiny() -> Interactions:
     }, index=data.item_map.ids)
     users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12, "age": [20, 30] * 12}, index=data.user_map.ids)
     return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
-
-
-def test_conformance_id_only():
-    check_recommender(lambda: ContentBased(), personalized=True)
-
-
-def test_conformance_demographic_popularity():
-    check_recommender(lambda: DemographicPopularity(), personalized=False)
 
 
 def test_content_with_features_recommends_in_community():

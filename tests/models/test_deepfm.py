@@ -9,7 +9,7 @@ import pytest
 from recforge.data.interactions import Interactions
 from recforge.evaluation import metrics as mx
 from recforge.models.deepfm import DeepFM, WideDeep
-from recforge.testing.conformance import check_recommender, tiny_interactions
+from recforge.testing import tiny_interactions
 
 FAST = {"epochs": 30, "learning_rate": 0.03, "batch_size": 512, "n_negatives": 2, "dropout": 0.0,
         "threads": 1, "device": "cpu"}
@@ -21,11 +21,6 @@ def featured_tiny() -> Interactions:
                          index=data.item_map.ids)
     users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12, "age": [22, 47] * 12}, index=data.user_map.ids)
     return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
-
-
-@pytest.mark.parametrize("cls", [DeepFM, WideDeep])
-def test_conformance(cls):
-    check_recommender(lambda: cls(**FAST), personalized=True)
 
 
 @pytest.mark.parametrize("cls", [DeepFM, WideDeep])

@@ -9,8 +9,6 @@ import yaml
 
 from recforge.data.interactions import Interactions
 from recforge.models.ease import EASE, EASEConfig
-from recforge.registry import create_model
-from recforge.testing import check_recommender
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,14 +31,6 @@ def _data() -> Interactions:
 def _closed_form(X: np.ndarray, lam: float) -> np.ndarray:
     P = np.linalg.inv(X.T @ X + lam * np.eye(X.shape[1]))
     return np.eye(X.shape[1]) - P / np.diag(P)[None, :]
-
-
-def test_conformance():
-    check_recommender(lambda: create_model("ease"))
-
-
-def test_conformance_rating_weights():
-    check_recommender(lambda: create_model("ease", l2=50.0, implicit=False))
 
 
 @pytest.mark.parametrize("implicit", [True, False])

@@ -12,28 +12,8 @@ from recforge.data.interactions import Interactions
 from recforge.errors import DataError
 from recforge.models.mf import softmax_fold_in
 from recforge.registry import available_models, create_model, get_model_class
-from recforge.testing import tiny_interactions
+from recforge.testing import tiny_interactions, tiny_model
 
-TORCH = {"threads": 1, "device": "cpu"}
-#: small, fast settings for the models whose defaults train for long
-FAST: dict[str, dict[str, object]] = {
-    "mf": dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, **TORCH),
-    "bpr": dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, **TORCH),
-    "ials": dict(factors=8, iterations=5),
-    "ncf": dict(epochs=15, batch_size=32, learning_rate=0.02, embedding_dim=8, mlp_embedding_dim=8,
-                mlp_layers=[16, 8], init_std=0.1, pretrain=False, **TORCH),
-    # I-AutoRec folds a user in by ridge regression on 16 item codes: λ must not be ~0 on 20 items
-    "autorec": dict(task="topn", epochs=100, batch_size=8, hidden_dim=16, learning_rate=0.01,
-                    regularization=10.0, **TORCH),
-    "multvae": dict(epochs=30, batch_size=8, hidden_dims=[16], latent_dim=8, learning_rate=0.01,
-                    total_anneal_steps=50, **TORCH),
-    "two_tower": dict(epochs=40, learning_rate=0.05, batch_size=64, n_negatives=4, embedding_dim=8, **TORCH),
-    "deepfm": dict(epochs=30, learning_rate=0.03, batch_size=512, n_negatives=2, dropout=0.0, **TORCH),
-    "widedeep": dict(epochs=30, learning_rate=0.03, batch_size=512, n_negatives=2, dropout=0.0, **TORCH),
-    "hybrid": dict(cf_model="ease", feature_model="content"),
-}
-#: models whose ranking does not depend on the user's items
-NOT_PERSONAL = {"popularity", "demographic_popularity"}
 TOPN_MODELS = sorted(n for n in available_models() if "topn" in get_model_class(n).tasks)
 
 
@@ -58,12 +38,12 @@ def _histories(model) -> list[np.ndarray]:
 @pytest.mark.parametrize(("name", "config"), [
     ("ease", {}),
     ("itemknn", {}),
-    ("multvae", FAST["multvae"]),
-    ("autorec", {**FAST["autorec"], "variant": "user"}),
+    ("multvae", {}),
+    ("autorec", {"variant": "user"}),
 ])
 def test_training_history_reproduces_score_exactly(data: Interactions, name: str, config: dict):
     """Where the score is a function of the history row, folding it in is `score` itself."""
-    model = create_model(name, **config).fit(data)
+    model = tiny_model(name, **config).fit(data)
     folded = model.score_histories(_histories(model))
     np.testing.assert_allclose(folded, model.score(np.arange(model.n_users)), rtol=1e-5, atol=1e-5)
 
@@ -76,7 +56,7 @@ def test_ease_fold_in_is_the_history_row_times_b(data: Interactions):
 
 
 def test_ials_fold_in_matches_the_trained_users(data: Interactions):
-    model = create_model("ials", solver="exact", **FAST["ials"]).fit(data)
+    model = tiny_model("ials", solver="exact").fit(data)
     folded = model.score_histories(_histories(model))
     trained = model.score(np.arange(model.n_users))
     rho = [spearmanr(f, t).statistic for f, t in zip(folded, trained, strict=True)]
@@ -89,7 +69,7 @@ def test_ials_fold_in_matches_the_trained_users(data: Interactions):
 
 
 def test_mf_fold_in_recovers_each_users_trained_top_items(data: Interactions):
-    model = create_model("mf", **FAST["mf"]).fit(data)
+    model = tiny_model("mf").fit(data)
     hist = _histories(model)
     folded, trained = model.score_histories(hist), model.score(np.arange(model.n_users))
     for row, h in enumerate(hist):
@@ -109,12 +89,12 @@ def test_softmax_fold_in_solves_the_stationarity_condition():
 
 @pytest.mark.parametrize("name", TOPN_MODELS)
 def test_every_topn_model_folds_in_a_history(data: Interactions, name: str):
-    model = create_model(name, **FAST.get(name, {})).fit(data)
+    model = tiny_model(name).fit(data)
     history = np.array([0, 1, 2])  # three items of the first community
     scores = model.score_histories([history, np.array([12, 13])])
     assert scores.shape == (2, model.n_items) and scores.dtype == np.float32
     assert np.isfinite(scores).all()
-    if name in NOT_PERSONAL:
+    if not get_model_class(name).personalized:
         return
     neighbours, unrelated = np.arange(3, 10), np.arange(10, 20)
     row = scores[0]

@@ -7,7 +7,7 @@ import pandas as pd
 
 from recforge.data.interactions import Interactions
 from recforge.models.hybrid import Hybrid
-from recforge.testing.conformance import check_recommender, tiny_interactions
+from recforge.testing import tiny_interactions
 
 
 def featured_tiny() -> Interactions:
@@ -16,15 +16,6 @@ def featured_tiny() -> Interactions:
                          index=data.item_map.ids)
     users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12}, index=data.user_map.ids)
     return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
-
-
-def test_conformance():
-    check_recommender(lambda: Hybrid(cf_model="ease", feature_model="content"), personalized=True)
-
-
-def test_conformance_with_two_tower():
-    tt = {"epochs": 40, "learning_rate": 0.05, "batch_size": 64, "n_negatives": 4, "threads": 1, "device": "cpu"}
-    check_recommender(lambda: Hybrid(cf_model="itemknn", feature_model="two_tower", feature_config=tt))
 
 
 def test_blend_known_values():

@@ -11,7 +11,6 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig
 from recforge.registry import create_model
-from recforge.testing import check_recommender
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,23 +38,6 @@ def _frame(matrix: np.ndarray, transpose: bool = False) -> pd.DataFrame:
 
 DATA = Interactions.from_frame(_frame(RATINGS))
 BINARY = (RATINGS > 0).astype(float)
-
-
-@pytest.mark.parametrize("name", ["itemknn", "userknn"])
-def test_conformance_topn(name):
-    check_recommender(lambda: create_model(name))
-
-
-@pytest.mark.parametrize("name", ["itemknn", "userknn"])
-def test_conformance_rating(name):
-    # A rating predictor has no evidence that a user dislikes the other community's items
-    # (nobody in the user's neighbourhood rated them), so the top-N known answer is not asked.
-    check_recommender(lambda: create_model(name, task="rating"), personalized=False)
-
-
-@pytest.mark.parametrize("similarity", ["pearson", "euclidean", "jaccard"])
-def test_conformance_other_similarities(similarity):
-    check_recommender(lambda: create_model("itemknn", similarity=similarity))
 
 
 def test_cosine_by_hand():

@@ -8,29 +8,9 @@ import torch
 from recforge.errors import ConfigError
 from recforge.models.mf import BPR, MatrixFactorization, MFNetwork
 from recforge.registry import create_model
-from recforge.testing import check_recommender, tiny_interactions
+from recforge.testing import tiny_interactions
 
 FAST = dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, threads=1, device="cpu")
-
-
-def test_mf_conformance_topn():
-    check_recommender(lambda: create_model("mf", **FAST))
-
-
-def test_mf_conformance_rating():
-    check_recommender(lambda: create_model("mf", task="rating", **FAST), personalized=False)
-
-
-@pytest.mark.parametrize("extra", [
-    {"loss": "bce"},
-    {"loss": "softmax", "n_negatives": 8, "negative_sampling": "popularity"},
-])
-def test_mf_conformance_other_losses(extra):
-    check_recommender(lambda: create_model("mf", **FAST, **extra))
-
-
-def test_bpr_conformance():
-    check_recommender(lambda: create_model("bpr", **FAST))
 
 
 def test_auto_defaults_depend_on_task():

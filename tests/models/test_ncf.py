@@ -11,26 +11,10 @@ from recforge.errors import ConfigError
 from recforge.models import ncf as ncf_module
 from recforge.models.ncf import NCF, NCFNetwork, init_from_pretrained
 from recforge.registry import create_model
-from recforge.testing import check_recommender, tiny_interactions
+from recforge.testing import tiny_interactions
 
 FAST = dict(epochs=15, batch_size=32, learning_rate=0.02, embedding_dim=8, mlp_embedding_dim=8,
             mlp_layers=[16, 8], init_std=0.1, pretrain=False, threads=1, device="cpu")
-
-
-@pytest.mark.parametrize("variant", ["gmf", "mlp", "neumf"])
-def test_ncf_conformance(variant):
-    check_recommender(lambda: create_model("ncf", variant=variant, **FAST))
-
-
-def test_ncf_conformance_bpr_dropout_regularization():
-    check_recommender(lambda: create_model("ncf", loss="bpr", dropout=0.2, regularization=1e-3,
-                                           **FAST))
-
-
-def test_ncf_conformance_pretrained_neumf():
-    check_recommender(lambda: create_model(
-        "ncf", **{**FAST, "epochs": 2, "learning_rate": 1e-3, "pretrain": True,
-                  "pretrain_epochs": 12, "pretrain_learning_rate": 0.02}))
 
 
 def test_config_rules():

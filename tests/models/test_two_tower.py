@@ -8,7 +8,7 @@ import pytest
 
 from recforge.data.interactions import Interactions
 from recforge.models.two_tower import TwoTower
-from recforge.testing.conformance import check_recommender, tiny_interactions
+from recforge.testing import tiny_interactions
 
 FAST = {"epochs": 40, "learning_rate": 0.05, "batch_size": 64, "n_negatives": 4, "threads": 1, "device": "cpu"}
 
@@ -19,14 +19,6 @@ def featured_tiny() -> Interactions:
                          index=data.item_map.ids)
     users = pd.DataFrame({"gender": ["F"] * 12 + ["M"] * 12}, index=data.user_map.ids)
     return Interactions.from_frame(data.to_frame(), user_features=users, item_features=items)
-
-
-def test_conformance_id_only():
-    check_recommender(lambda: TwoTower(**FAST), personalized=True)
-
-
-def test_conformance_bpr():
-    check_recommender(lambda: TwoTower(**{**FAST, "loss": "bpr"}), personalized=True)
 
 
 def test_cold_users_and_new_items(tmp_path):
@@ -61,10 +53,6 @@ def test_explain_names_history_items():
     seen = set(model.training_interactions().to_frame().query("user_id == 'u00'")["item_id"])
     assert set(expl["source"]) <= seen
     assert np.all(np.diff(expl[expl["item_id"] == "i00"]["contribution"].to_numpy()) <= 1e-6)
-
-
-def test_conformance_full_softmax():
-    check_recommender(lambda: TwoTower(**{**FAST, "loss": "full_softmax"}), personalized=True)
 
 
 def test_full_softmax_features_only_user_tower_learns_group_preferences():

@@ -130,7 +130,8 @@ def recommend_command(
     k: int = typer.Option(10, "--k", min=1, max=10_000, help="Items per user."),
     out: Path | None = typer.Option(None, "--out", help="TSV file to write (user_id item_id rank score)."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Allow items the user has in training."),
-    unknown: str = typer.Option("error", "--unknown", help="Unknown users: error | skip | fallback (popularity; adds a fallback column)."),
+    unknown: str = typer.Option("error", "--unknown",
+                                help="Unknown users: error | skip | fallback (adds a fallback column)."),
     explain: bool = typer.Option(False, "--explain", help="Add the training items behind each recommendation."),
 ) -> None:
     """Top-K recommendations per user, never an item the user has in training."""

@@ -372,7 +372,7 @@ class Recommender(ABC):
         frame = self._frame(ids, lists.items, lists.scores, "user_id", "item_id")
         if unknown == "fallback":
             rows = np.nonzero(lists.items >= 0)[0]
-            frame["fallback"] = lists.fallback[rows]
+            frame["fallback"] = pd.Series(lists.fallback[rows], index=frame.index, dtype=object)
         return frame
 
     def popularity_scores(self) -> np.ndarray:

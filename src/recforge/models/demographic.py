@@ -45,6 +45,7 @@ class DemographicPopularity(Recommender):
     config_class = DemographicPopularityConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     capabilities: ClassVar[frozenset[Capability]] = Recommender.capabilities | {Capability.COLD_USERS}
+    personalized: ClassVar[bool] = False
     config: DemographicPopularityConfig
 
     def _group_labels(self, frame: pd.DataFrame | None, ids: Any) -> np.ndarray:

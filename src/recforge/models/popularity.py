@@ -28,6 +28,7 @@ class Popularity(Recommender):
     name = "popularity"
     config_class = PopularityConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn", "rating"})
+    personalized: ClassVar[bool] = False
     config: PopularityConfig
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:

@@ -1,5 +1,20 @@
 """Test helpers shipped with recforge: tiny known-answer data and the model conformance suite."""
 
-from recforge.testing.conformance import check_recommender, tiny_interactions
+from recforge.testing.conformance import (
+    PROPERTIES,
+    TINY_SETTINGS,
+    TINY_VARIANTS,
+    Case,
+    Property,
+    check_property,
+    check_recommender,
+    conformance_cases,
+    fit_case,
+    tiny_interactions,
+    tiny_model,
+)
 
-__all__ = ["check_recommender", "tiny_interactions"]
+__all__ = [
+    "PROPERTIES", "TINY_SETTINGS", "TINY_VARIANTS", "Case", "Property", "check_property", "check_recommender",
+    "conformance_cases", "fit_case", "tiny_interactions", "tiny_model",
+]
