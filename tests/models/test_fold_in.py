@@ -19,9 +19,9 @@ TORCH = {"threads": 1, "device": "cpu"}
 FAST: dict[str, dict[str, object]] = {
     "mf": dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, **TORCH),
     "bpr": dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, **TORCH),
-    "ials": dict(factors=8, iterations=5),
+    "ials": dict(embedding_dim=8, epochs=5),
     "ncf": dict(epochs=15, batch_size=32, learning_rate=0.02, embedding_dim=8, mlp_embedding_dim=8,
-                mlp_layers=[16, 8], init_std=0.1, pretrain=False, **TORCH),
+                hidden_dims=[16, 8], init_std=0.1, pretrain=False, **TORCH),
     # I-AutoRec folds a user in by ridge regression on 16 item codes: λ must not be ~0 on 20 items
     "autorec": dict(task="topn", epochs=100, batch_size=8, hidden_dim=16, learning_rate=0.01,
                     regularization=10.0, **TORCH),
