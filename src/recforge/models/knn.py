@@ -67,7 +67,7 @@ class KNNConfig(ModelConfig):
 
     #: defaults of the None fields per task, chosen on validation splits of ML-100K; the
     #: asymmetry default holds for cosine, other similarities are symmetric (0.5)
-    default_rules = (
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = (
         DefaultRule({"task": "topn"}, {"similarity": "cosine", "neighbors": 150,
                                        "shrinkage": 0.0, "weighting": "idf"}),
         DefaultRule({"task": "rating"}, {"similarity": "pearson_baseline", "neighbors": 400,

@@ -14,7 +14,7 @@ saved config always holds concrete values.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -74,8 +74,9 @@ class TrainingConfig(ModelConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     verbose: bool = False
 
-    default_rules = (DefaultRule({"task": "topn"}, {"validation_metric": "ndcg@10"}),
-                     DefaultRule({"task": "rating"}, {"validation_metric": "rmse"}))
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = (
+        DefaultRule({"task": "topn"}, {"validation_metric": "ndcg@10"}),
+        DefaultRule({"task": "rating"}, {"validation_metric": "rmse"}))
 
     @field_validator("validation_metric")
     @classmethod
