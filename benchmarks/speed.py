@@ -37,7 +37,7 @@ MODELS: dict[str, tuple[dict, int]] = {
     "popularity": ({}, 1),
     "itemknn": ({}, 1),
     "ease": ({}, 1),
-    "ials": ({"iterations": 3}, 3),
+    "ials": ({"epochs": 3}, 3),
     "mf": ({"epochs": 1, "validation_ratio": 0.0}, 1),
     "bpr": ({"epochs": 1, "validation_ratio": 0.0}, 1),
     "multvae": ({"epochs": 1, "validation_ratio": 0.0}, 1),

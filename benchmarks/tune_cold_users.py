@@ -6,7 +6,7 @@ folds over them (seed 7), so the settings it picks never saw that fold's held-ou
 Each candidate is compared with demographic popularity, as in the benchmark.
 
     python benchmarks/tune_cold_users.py --inner-folds 2 --candidates '[
-      {"name": "two_tower", "params": {"loss": "full_softmax", "user_id_dropout": 1.0, "hidden": 0,
+      {"name": "two_tower", "params": {"loss": "full_softmax", "user_id_dropout": 1.0, "hidden_dim": 0,
        "use_item_features": false, "epochs": 5, "batch_size": 4096, "learning_rate": 0.01,
        "weight_decay": 0.001}}]'
 

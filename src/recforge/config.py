@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from recforge.errors import ConfigError
 
+__all__ = [
+    "RENAMED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task", "apply_overrides",
+    "coerce_value", "describe_validation_error", "parse_config", "read_yaml_mapping",
+    "upgrade_saved_config",
+]
+
 Task = Literal["topn", "rating"]
+
+
+class SameAs(NamedTuple):
+    """A rule value meaning "the (resolved) value of that other field", e.g. ``SameAs("id_dropout")``."""
+
+    field: str
+
+
+class DefaultRule(NamedTuple):
+    """When every field of `when` holds the given value, fill `values` into fields left unset.
+
+    A field's value is its input value, else (missing or None) its class default, as filled
+    by earlier rules; it is unset while that is None. A value may be a `SameAs`, which
+    copies another field's value at that point.
+    """
+
+    when: Mapping[str, Any]
+    values: Mapping[str, Any]
 
 
 class ModelConfig(BaseModel):
@@ -17,12 +42,94 @@ class ModelConfig(BaseModel):
 
     `task` says what the model is trained for: ``topn`` (implicit feedback, ranking) or
     ``rating`` (explicit ratings, rating prediction). `seed` makes training repeatable.
+
+    Defaults that depend on other settings (mostly on `task`) are declared once, as ordered
+    `default_rules` on the config class: such a field defaults to None, and the first
+    `DefaultRule` that matches and names it fills it. One validator applies the rules of
+    the class and then those of its bases (so a subclass's rules take precedence); within a
+    class they apply in order, so a rule may test a field that an earlier rule filled. A
+    constructed config therefore holds concrete values and a saved ``config.json`` stores
+    them; a saved config holding nulls is resolved again when it is loaded. Values given
+    explicitly are always kept:
+
+    >>> class SketchConfig(ModelConfig):
+    ...     size: int | None = None
+    ...     default_rules = (DefaultRule({"task": "topn"}, {"size": 64}),
+    ...                      DefaultRule({"task": "rating"}, {"size": 128}))
+    >>> SketchConfig().size, SketchConfig(task="rating").size, SketchConfig(size=8).size
+    (64, 128, 8)
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     task: Task = "topn"
     seed: int = 42
+
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = ()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for rule in cls.__dict__.get("default_rules", ()):
+            named = [*rule.when, *rule.values,
+                     *(v.field for v in rule.values.values() if isinstance(v, SameAs))]
+            unknown = sorted(set(named) - set(cls.model_fields))
+            if unknown:
+                raise TypeError(f"{cls.__name__}.default_rules name unknown fields {unknown}")
+
+    @classmethod
+    def all_default_rules(cls) -> tuple[DefaultRule, ...]:
+        """The rules that apply to this class: its own first, then its bases' (nearest first)."""
+        return tuple(rule for klass in cls.__mro__ for rule in vars(klass).get("default_rules", ()))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_default_rules(cls, data: Any) -> Any:
+        rules = cls.all_default_rules()
+        if not rules or not isinstance(data, dict):
+            return data
+        out = dict(data)
+
+        def current(name: str) -> Any:
+            value = out.get(name)
+            if value is None:
+                value = cls.model_fields[name].get_default(call_default_factory=True)
+            return value
+
+        for rule in rules:
+            if all(current(key) == value for key, value in rule.when.items()):
+                for key, value in rule.values.items():
+                    if current(key) is None:
+                        out[key] = current(value.field) if isinstance(value, SameAs) else value
+        return out
+
+
+#: settings renamed since artifacts were first saved: model name -> {old name: new name}.
+#: Only `upgrade_saved_config` (used when an artifact is loaded) reads it; configs given by
+#: users must use the new names.
+RENAMED_SETTINGS: dict[str, dict[str, str]] = {
+    "ials": {"factors": "embedding_dim", "iterations": "epochs",
+             "reg_exponent": "regularization_exponent"},
+    "ease": {"l2": "regularization"},
+    "ncf": {"mlp_layers": "hidden_dims"},
+    "deepfm": {"hidden": "hidden_dims"},
+    "widedeep": {"hidden": "hidden_dims"},
+    "two_tower": {"hidden": "hidden_dim"},
+    "content": {"user_ridge": "regularization", "autoencoder_hidden": "autoencoder_hidden_dim"},
+    "itemknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
+    "userknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
+}
+
+
+def upgrade_saved_config(model: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's config dict with the settings renamed since then given their new names."""
+    renamed = RENAMED_SETTINGS.get(model, {})
+    out = {renamed.get(key, key): value for key, value in values.items()}
+    for key, value in out.items():  # a composite's parts: ``cf_model`` with its ``cf_config``
+        part = out.get(key.removesuffix("_config") + "_model") if key.endswith("_config") else None
+        if isinstance(value, dict) and isinstance(part, str):
+            out[key] = upgrade_saved_config(part, value)
+    return out
 
 
 def describe_validation_error(exc: ValidationError) -> str:

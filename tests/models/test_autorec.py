@@ -1,11 +1,8 @@
 """AutoRec (I- and U-AutoRec): conformance, observed-only loss, scoring, quality floor."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recforge.models.autorec import AutoRec, AutoRecNetwork, observed_squared_error
 from recforge.testing import tiny_interactions
@@ -79,11 +76,6 @@ def test_network_shapes():
     net = AutoRecNetwork(7, 3)
     assert net(torch.zeros(2, 7)).shape == (2, 7)
     assert net.encode(torch.zeros(2, 7)).shape == (2, 3)
-
-
-def test_shipped_config_file_holds_the_defaults():
-    path = Path(__file__).resolve().parents[2] / "configs" / "ml100k" / "autorec.yaml"
-    assert AutoRec(yaml.safe_load(path.read_text())).config == AutoRec().config
 
 
 # ---------------------------------------------------------------------- quality floor

@@ -34,7 +34,7 @@ def test_content_with_features_recommends_in_community():
 
 def test_autoencoder_option_round_trips(tmp_path):
     data = featured_tiny()
-    model = ContentBased(autoencoder_dim=3, autoencoder_hidden=8, autoencoder_epochs=20, threads=1).fit(data)
+    model = ContentBased(autoencoder_dim=3, autoencoder_hidden_dim=8, autoencoder_epochs=20, threads=1).fit(data)
     assert model.profiles_.shape == (20, 3)
     model.save(tmp_path / "m")
     loaded = ContentBased.load(tmp_path / "m")

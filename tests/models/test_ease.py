@@ -1,16 +1,11 @@
 """EASE: conformance, the closed form against a direct inverse, ML-100K floor."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from recforge.data.interactions import Interactions
-from recforge.models.ease import EASE, EASEConfig
-
-ROOT = Path(__file__).resolve().parents[2]
+from recforge.models.ease import EASE
 
 # 4 users × 3 items; 0 = no interaction
 RATINGS = np.array([
@@ -36,7 +31,7 @@ def _closed_form(X: np.ndarray, lam: float) -> np.ndarray:
 @pytest.mark.parametrize("implicit", [True, False])
 def test_weights_equal_the_closed_form(implicit):
     X = (RATINGS > 0).astype(float) if implicit else RATINGS
-    model = EASE(l2=2.0, implicit=implicit).fit(_data())
+    model = EASE(regularization=2.0, implicit=implicit).fit(_data())
     B = model.weights_
     np.testing.assert_array_equal(np.diag(B), 0.0)
     np.testing.assert_allclose(B, _closed_form(X, 2.0), rtol=1e-5, atol=1e-6)
@@ -48,13 +43,8 @@ def test_weights_equal_the_closed_form(implicit):
 
 
 def test_pair_scores_and_similar_items_use_the_weights():
-    model = EASE(l2=1.0).fit(_data())
+    model = EASE(regularization=1.0).fit(_data())
     users, items = np.array([0, 1, 3, 2]), np.array([2, 1, 0, 0])
     full = model.score(np.arange(4))
     np.testing.assert_allclose(model.score(users, items), full[users, items], rtol=1e-6)
     np.testing.assert_array_equal(model.similar_idx(np.array([1])), model.weights_[:, [1]].T)
-
-
-def test_yaml_holds_the_defaults():
-    values = yaml.safe_load((ROOT / "configs" / "ml100k" / "ease.yaml").read_text())
-    assert EASEConfig(**values) == EASEConfig()

@@ -1,23 +1,18 @@
 """ImplicitALS: conformance, solver known answers, ALS descent, ML-100K floor."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
-import yaml
 
 from recforge.models.ials import (
     CONFIDENCE_SHARE,
-    IALSConfig,
     ImplicitALS,
     _row_regularization,
     als_step,
 )
 from recforge.testing import tiny_interactions
 
-ROOT = Path(__file__).resolve().parents[2]
-FAST = dict(factors=8, iterations=5)
+FAST = dict(embedding_dim=8, epochs=5)
 
 
 def _problem(seed: int = 0, n_rows: int = 30, n_cols: int = 12, d: int = 4):
@@ -61,8 +56,8 @@ def test_cg_converges_to_the_exact_solution():
 
 def test_cg_and_exact_models_agree():
     data, _ = tiny_interactions()
-    exact = ImplicitALS(factors=4, iterations=4, solver="exact").fit(data)
-    cg = ImplicitALS(factors=4, iterations=4, solver="cg", cg_steps=8).fit(data)
+    exact = ImplicitALS(embedding_dim=4, epochs=4, solver="exact").fit(data)
+    cg = ImplicitALS(embedding_dim=4, epochs=4, solver="cg", cg_steps=8).fit(data)
     np.testing.assert_allclose(cg.score(np.arange(data.n_users)),
                                exact.score(np.arange(data.n_users)), atol=1e-3)
 
@@ -82,8 +77,8 @@ def test_each_exact_sweep_lowers_the_objective(lam, nu):
     data, _ = tiny_interactions()
     weights = 3.0 * data.csr(binary=True).toarray()
     losses = [
-        _objective(ImplicitALS(factors=3, iterations=n, alpha=3.0, regularization=lam,
-                               reg_exponent=nu, solver="exact").fit(data), weights, lam, nu)
+        _objective(ImplicitALS(embedding_dim=3, epochs=n, alpha=3.0, regularization=lam,
+                               regularization_exponent=nu, solver="exact").fit(data), weights, lam, nu)
         for n in (1, 2, 4, 8)
     ]
     assert (np.diff(losses) < 0).all(), losses
@@ -109,8 +104,3 @@ def test_ratings_as_confidence_change_the_model():
     rated = ImplicitALS(**FAST, implicit=False).fit(data)
     assert not np.allclose(binary.item_factors_, rated.item_factors_)
     assert binary.item_embeddings() is binary.item_factors_
-
-
-def test_yaml_holds_the_defaults():
-    values = yaml.safe_load((ROOT / "configs" / "ml100k" / "ials.yaml").read_text())
-    assert IALSConfig(**values) == IALSConfig()

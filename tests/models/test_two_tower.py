@@ -57,7 +57,7 @@ def test_explain_names_history_items():
 
 def test_full_softmax_features_only_user_tower_learns_group_preferences():
     data = featured_tiny()
-    model = TwoTower(**{**FAST, "loss": "full_softmax", "user_id_dropout": 1.0, "hidden": 0}).fit(data)
+    model = TwoTower(**{**FAST, "loss": "full_softmax", "user_id_dropout": 1.0, "hidden_dim": 0}).fit(data)
     new = pd.DataFrame({"gender": ["F", "M"]}, index=["newF", "newM"])
     top = model.recommend_cold(new, k=5).groupby("user_id")["item_id"].apply(list)
     assert sum(int(i[1:]) < 10 for i in top["newF"]) >= 4

@@ -29,7 +29,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fold")
     out = {}
     for name in ("ease", "ials", "demographic_popularity", "content"):
-        config = {"factors": 8, "iterations": 5} if name == "ials" else {}
+        config = {"embedding_dim": 8, "epochs": 5} if name == "ials" else {}
         out[name] = create_model(name, **config).fit(data).save(root / name)
     return out
 

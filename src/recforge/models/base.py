@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recforge import __version__, ranking
-from recforge.config import ModelConfig, parse_config
+from recforge.config import ModelConfig, parse_config, upgrade_saved_config
 from recforge.data.interactions import IdMap, Interactions
 from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from recforge.linalg import dense, unit_rows
@@ -711,7 +711,7 @@ class Recommender(ABC):
             raise ArtifactError(f"{directory}: {exc}") from None
         if cls is not Recommender and not issubclass(model_cls, cls):
             raise ArtifactError(f"{directory} holds a {meta['model']!r} model, not {cls.__name__}")
-        config = artifact.read_json(directory / "config.json")
+        config = upgrade_saved_config(str(meta["model"]), artifact.read_json(directory / "config.json"))
         try:
             model = model_cls(config)
         except ConfigError as exc:

@@ -40,9 +40,9 @@ class ContentConfig(ModelConfig):
     `liked_threshold`: with ratings, the items rated at least this form the user profile
     (all of a user's items when none qualifies); ignored for implicit data.
     `text_buckets`: hashing buckets of text fields. `zip_prefix`: zip characters kept.
-    `user_ridge`: λ of the ridge map from user features to profiles (cold users).
+    `regularization`: λ of the ridge map from user features to profiles (cold users).
     `autoencoder_dim`: when set, compress the item features with an autoencoder and use the
-    code (this many dims) as the item profile; `autoencoder_hidden`, `autoencoder_epochs`,
+    code (this many dims) as the item profile; `autoencoder_hidden_dim`, `autoencoder_epochs`,
     `learning_rate` and `threads` drive its training (the shared `Trainer`).
     `popularity_tiebreak`: tiny popularity bonus so equal content scores rank popular first.
     """
@@ -50,9 +50,9 @@ class ContentConfig(ModelConfig):
     liked_threshold: float = 4.0
     text_buckets: int = Field(1024, ge=1)
     zip_prefix: int = Field(1, ge=1)
-    user_ridge: float = Field(10.0, gt=0)
+    regularization: float = Field(10.0, gt=0)
     autoencoder_dim: int | None = Field(None, ge=1)
-    autoencoder_hidden: int = Field(128, ge=1)
+    autoencoder_hidden_dim: int = Field(128, ge=1)
     autoencoder_epochs: int = Field(30, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     threads: int | None = Field(None, ge=1)
@@ -82,7 +82,7 @@ class ContentBased(FeatureColdStart):
         self.encoder_: dict[str, np.ndarray] | None = None
         if cfg.autoencoder_dim is not None and self.item_pipeline_ is not None:
             raw = self._item_feature_rows(self.item_features_, self.item_map_.ids)
-            self.encoder_ = train_autoencoder(dense(raw), cfg.autoencoder_hidden, cfg.autoencoder_dim,
+            self.encoder_ = train_autoencoder(dense(raw), cfg.autoencoder_hidden_dim, cfg.autoencoder_dim,
                                               cfg.autoencoder_epochs, cfg.learning_rate, cfg.seed, cfg.threads)
         self._prepare()
         self.user_map_weights_ = self._fit_user_map()
@@ -120,7 +120,7 @@ class ContentBased(FeatureColdStart):
             return None
         X = dense(self._user_feature_rows(self.user_features_, self.user_map_.ids)).astype(np.float64)
         Y = dense(self._user_profiles(self.liked_)).astype(np.float64)
-        gram = X.T @ X + self.config.user_ridge * np.eye(X.shape[1])
+        gram = X.T @ X + self.config.regularization * np.eye(X.shape[1])
         return np.linalg.solve(gram, X.T @ Y).astype(np.float32)
 
     def _user_profiles(self, history: sp.csr_matrix) -> np.ndarray | sp.csr_matrix:

@@ -50,7 +50,7 @@ Parts = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 class DeepFMConfig(TrainingConfig):
     """Hyperparameters of `DeepFM` / `WideDeep`.
 
-    `embedding_dim`: size of every field embedding. `hidden`: MLP widths. `dropout`: after
+    `embedding_dim`: size of every field embedding. `hidden_dims`: MLP hidden widths. `dropout`: after
     each hidden layer. `positive_threshold`: ratings at or above are positives.
     `n_negatives`: sampled unrated items per positive (label 0); None (default) = 0 when the
     data has ratings (train on the rated pairs only: an unrated item is not a disliked one)
@@ -67,7 +67,7 @@ class DeepFMConfig(TrainingConfig):
     """
 
     embedding_dim: int = Field(32, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [64, 32])
+    hidden_dims: list[int] = Field(default_factory=lambda: [64, 32])
     dropout: float = Field(0.5, ge=0, lt=1)
     positive_threshold: float = 4.0
     n_negatives: int | None = Field(None, ge=0)
@@ -94,7 +94,7 @@ class FieldNetwork(nn.Module):
         n_users, n_items: ID table sizes (the ID fields).
         user_x: (n_users, F_u) float32 encoded user features, or None; `user_fields` its
             field slices [(start, stop), …]. Same for items.
-        dim: field embedding size d. hidden: MLP widths. dropout: MLP dropout.
+        dim: field embedding size d. hidden_dims: MLP hidden widths. dropout: MLP dropout.
         head: ``deepfm`` or ``widedeep``.
 
     Example::
@@ -105,7 +105,7 @@ class FieldNetwork(nn.Module):
     """
 
     def __init__(self, n_users: int, n_items: int, user_x: torch.Tensor | None, user_fields: list[tuple[int, int]],
-                 item_x: torch.Tensor | None, item_fields: list[tuple[int, int]], dim: int, hidden: list[int],
+                 item_x: torch.Tensor | None, item_fields: list[tuple[int, int]], dim: int, hidden_dims: list[int],
                  dropout: float, head: str) -> None:
         super().__init__()
         self.head = head
@@ -123,7 +123,7 @@ class FieldNetwork(nn.Module):
         self.item_w = nn.Parameter(torch.zeros(f_i))
         self.bias = nn.Parameter(torch.zeros(()))
         n_fields = 2 + len(self.user_fields) + len(self.item_fields)
-        self.deep = mlp([n_fields * dim, *hidden, 1], dropout=dropout)
+        self.deep = mlp([n_fields * dim, *hidden_dims, 1], dropout=dropout)
         self.cross = nn.Parameter(torch.zeros(f_u, f_i)) if head == "widedeep" else None
 
     def parts(self, side: str, idx: torch.Tensor | None, x: torch.Tensor | None = None) -> Parts:
@@ -200,7 +200,7 @@ class DeepFM(PipelineStateMixin, TorchRecommender):
         user_x = self._tensor(self._user_feature_rows(self.user_features_, self.user_map_.ids))
         item_x = self._tensor(self._item_feature_rows(self.item_features_, self.item_map_.ids))
         return FieldNetwork(n_users, n_items, user_x, self._fields(self.user_pipeline_), item_x,
-                            self._fields(self.item_pipeline_), cfg.embedding_dim, list(cfg.hidden),
+                            self._fields(self.item_pipeline_), cfg.embedding_dim, list(cfg.hidden_dims),
                             cfg.dropout, self.head)
 
     def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:

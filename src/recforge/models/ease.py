@@ -19,7 +19,7 @@ from recforge.models.base import Recommender, history_matrix
 class EASEConfig(ModelConfig):
     """Settings of `EASE`."""
 
-    l2: float = Field(600.0, gt=0.0)
+    regularization: float = Field(600.0, gt=0.0)
     """λ: L2 penalty on the item-item weights (added to the Gram matrix's diagonal)."""
     implicit: bool = True
     """True: binary interactions; False: rating values as interaction weights (when present)."""
@@ -32,7 +32,7 @@ class EASE(Recommender):
     n_items² and n_items³; it suits catalogues up to tens of thousands of items.
 
     >>> from recforge.testing import tiny_interactions
-    >>> model = EASE(l2=10.0).fit(tiny_interactions()[0])
+    >>> model = EASE(regularization=10.0).fit(tiny_interactions()[0])
     >>> model.weights_.shape
     (20, 20)
     """
@@ -44,7 +44,7 @@ class EASE(Recommender):
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
         self._x = X = self._input()
         gram = (X.T @ X).toarray().astype(np.float64)
-        gram[np.diag_indices_from(gram)] += self.config.l2
+        gram[np.diag_indices_from(gram)] += self.config.regularization
         P = np.linalg.inv(gram)
         B = P / -np.diag(P)[None, :]
         B[np.diag_indices_from(B)] = 0.0

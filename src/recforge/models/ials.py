@@ -43,17 +43,17 @@ _BLOCK_CELLS = 1 << 22
 class IALSConfig(ModelConfig):
     """Settings of `ImplicitALS`."""
 
-    factors: int = Field(64, ge=1)
+    embedding_dim: int = Field(64, ge=1)
     """d: dimension of the user and item factors."""
     regularization: float = Field(0.025, gt=0.0)
     """λ: a row's L2 penalty is λ·w^ν, w = its total confidence Σ c (n_cols + α Σ r)."""
-    reg_exponent: float = Field(1.0, ge=0.0)
+    regularization_exponent: float = Field(1.0, ge=0.0)
     """ν: 1 scales penalties with each row's weight (Rendle et al.); 0 is plain λ (Hu et al.)."""
     alpha: float | None = Field(None, gt=0.0)
     """Confidence slope, c = 1 + α r; None: α = CONFIDENCE_SHARE · n_users · n_items / Σ r."""
     implicit: bool = True
     """True: r = 1 for every interaction; False: r = the rating value (when present)."""
-    iterations: int = Field(15, ge=1)
+    epochs: int = Field(15, ge=1)
     """ALS sweeps (each solves all users, then all items)."""
     solver: Literal["cg", "exact"] = "cg"
     """cg: warm-started conjugate gradient; exact: batched direct solves."""
@@ -70,7 +70,7 @@ class ImplicitALS(Recommender):
     the confidence slope ``alpha_`` used; ``score = user_factors_[u] @ item_factors_.T``.
 
     >>> from recforge.testing import tiny_interactions
-    >>> model = ImplicitALS(factors=4, iterations=5).fit(tiny_interactions()[0])
+    >>> model = ImplicitALS(embedding_dim=4, epochs=5).fit(tiny_interactions()[0])
     >>> model.item_embeddings().shape
     (20, 4)
     """
@@ -89,11 +89,11 @@ class ImplicitALS(Recommender):
         weights_t = weights.T.tocsr()
         rng = np.random.default_rng(cfg.seed)
         n_users, n_items = weights.shape
-        users = rng.normal(0.0, cfg.init_std, (n_users, cfg.factors)).astype(np.float32)
-        items = rng.normal(0.0, cfg.init_std, (n_items, cfg.factors)).astype(np.float32)
-        reg_users = _row_regularization(weights, cfg.regularization, cfg.reg_exponent)
-        reg_items = _row_regularization(weights_t, cfg.regularization, cfg.reg_exponent)
-        for _ in range(cfg.iterations):
+        users = rng.normal(0.0, cfg.init_std, (n_users, cfg.embedding_dim)).astype(np.float32)
+        items = rng.normal(0.0, cfg.init_std, (n_items, cfg.embedding_dim)).astype(np.float32)
+        reg_users = _row_regularization(weights, cfg.regularization, cfg.regularization_exponent)
+        reg_items = _row_regularization(weights_t, cfg.regularization, cfg.regularization_exponent)
+        for _ in range(cfg.epochs):
             users = als_step(weights, items, users, reg_users, cfg.solver, cfg.cg_steps)
             items = als_step(weights_t, users, items, reg_items, cfg.solver, cfg.cg_steps)
         self.user_factors_ = users
@@ -118,7 +118,7 @@ class ImplicitALS(Recommender):
         """
         weights = history_matrix(histories, self.n_items)
         weights.data *= np.float32(self.alpha_)
-        reg = _row_regularization(weights, self.config.regularization, self.config.reg_exponent)
+        reg = _row_regularization(weights, self.config.regularization, self.config.regularization_exponent)
         Y = self.item_factors_
         return _solve_exact(weights, Y, Y.T @ Y, reg)
 

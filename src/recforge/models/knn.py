@@ -20,13 +20,13 @@ Similarities are computed in column blocks of dense arrays from sparse products,
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
-from recforge.config import ModelConfig
+from recforge.config import DefaultRule, ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender, history_matrix
 
@@ -60,34 +60,28 @@ class KNNConfig(ModelConfig):
     """Weight each rater by log(n / its count) before comparing (inverse user frequency)."""
     baseline_iterations: int = Field(10, ge=1)
     """Rating task: alternating least-squares sweeps that fit the baselines b_u, b_i."""
-    reg_user: float = Field(5.0, ge=0.0)
-    """Rating task: regularization of the user baselines b_u."""
-    reg_item: float = Field(5.0, ge=0.0)
-    """Rating task: regularization of the item baselines b_i."""
+    user_bias_regularization: float = Field(5.0, ge=0.0)
+    """Rating task: λ of the L2 penalty on the user baselines b_u."""
+    item_bias_regularization: float = Field(5.0, ge=0.0)
+    """Rating task: λ of the L2 penalty on the item baselines b_i."""
 
-    #: task → defaults of the None (auto) fields; subclasses tune them per model. The
-    #: asymmetry default holds for cosine; other similarities default to symmetric (0.5).
-    auto: ClassVar[dict[str, dict[str, Any]]] = {
-        "topn": {"similarity": "cosine", "neighbors": 150, "shrinkage": 0.0,
-                 "asymmetry": 0.7, "weighting": "idf"},
-        "rating": {"similarity": "pearson_baseline", "neighbors": 400, "shrinkage": 100.0,
-                   "asymmetry": 0.5, "weighting": "none"},
-    }
-
-    def resolved(self) -> KNNConfig:
-        """This config with every None field set to its default for `task`."""
-        auto = dict(self.auto[self.task])
-        if (self.similarity or auto["similarity"]) != "cosine":
-            auto["asymmetry"] = 0.5
-        return self.model_copy(update={k: v for k, v in auto.items() if getattr(self, k) is None})
+    #: defaults of the None fields per task, chosen on validation splits of ML-100K; the
+    #: asymmetry default holds for cosine, other similarities are symmetric (0.5)
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = (
+        DefaultRule({"task": "topn"}, {"similarity": "cosine", "neighbors": 150,
+                                       "shrinkage": 0.0, "weighting": "idf"}),
+        DefaultRule({"task": "rating"}, {"similarity": "pearson_baseline", "neighbors": 400,
+                                         "shrinkage": 100.0, "weighting": "none"}),
+        DefaultRule({"task": "topn", "similarity": "cosine"}, {"asymmetry": 0.7}),
+        DefaultRule({}, {"asymmetry": 0.5}),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> KNNConfig:
-        r = self.resolved()
-        if r.similarity == "pearson_baseline" and self.task != "rating":
+        if self.similarity == "pearson_baseline" and self.task != "rating":
             raise ValueError("similarity 'pearson_baseline' needs task 'rating' (it uses baselines)")
-        if r.asymmetry != 0.5 and r.similarity not in _NORM_BASED:
-            raise ValueError(f"asymmetry applies to {', '.join(_NORM_BASED)}, not {r.similarity!r}")
+        if self.asymmetry != 0.5 and self.similarity not in _NORM_BASED:
+            raise ValueError(f"asymmetry applies to {', '.join(_NORM_BASED)}, not {self.similarity!r}")
         return self
 
 
@@ -98,10 +92,7 @@ class ItemKNNConfig(KNNConfig):
 class UserKNNConfig(KNNConfig):
     """`KNNConfig` with user-based defaults."""
 
-    auto: ClassVar[dict[str, dict[str, Any]]] = {
-        "topn": {**KNNConfig.auto["topn"], "neighbors": 100},
-        "rating": KNNConfig.auto["rating"],
-    }
+    default_rules = (DefaultRule({"task": "topn"}, {"neighbors": 100}),)
 
 
 class _KNN(Recommender):
@@ -113,13 +104,14 @@ class _KNN(Recommender):
 
     # ------------------------------------------------------------------ training
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
-        cfg = self.config.resolved()
+        cfg = self.config
         rating = cfg.task == "rating"
         if rating:
             self.user_bias_, self.item_bias_ = _fit_baselines(
                 self._train_user_idx(), self._train_item_idx(), self._train_ratings,
                 self.global_mean_, interactions.n_users, interactions.n_items,
-                cfg.reg_user, cfg.reg_item, cfg.baseline_iterations)
+                cfg.user_bias_regularization, cfg.item_bias_regularization,
+                cfg.baseline_iterations)
         self._prepare_values()
         if not rating:
             values = self._pattern

@@ -11,7 +11,7 @@ items above sampled negatives with a pairwise (BPR, Rendle et al., UAI 2009), po
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -19,6 +19,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.models.base import history_matrix
 from recforge.models.torch_base import TorchRecommender
@@ -30,30 +31,12 @@ from recforge.training.trainer import TrainingPlan
 
 __all__ = ["BPR", "BPRConfig", "MFConfig", "MFNetwork", "MatrixFactorization", "softmax_fold_in"]
 
-#: the loss when `loss` is None, per task
-_AUTO_LOSS = {"topn": "softmax", "rating": "mse"}
 #: fold-in penalty per history item for losses other than softmax (softmax uses its own
 #: `regularization`): with it a BPR model's folded-in training histories keep 89 % of the
 #: trained top-20 on ML-100K (softmax MF: 92 %, Spearman 0.995 over all items)
 FOLD_IN_REGULARIZATION = 0.05
 #: work arrays of the batched Newton steps of `softmax_fold_in` stay under this many cells
 _FOLD_IN_CELLS = 1 << 22
-#: defaults of the fields left None, per loss — chosen on validation splits carved from the
-#: ML-100K training data (configs/ml100k/mf.yaml records the evidence)
-_AUTO: dict[str, dict[str, Any]] = {
-    "mse": {"embedding_dim": 128, "epochs": 30, "batch_size": 1024, "learning_rate": 5e-3,
-            "lr_schedule": "cosine", "regularization": 0.1, "bias_regularization": 0.01,
-            "init_std": 0.1, "n_negatives": 1},
-    "softmax": {"embedding_dim": 64, "epochs": 35, "batch_size": 2048, "learning_rate": 5e-3,
-                "lr_schedule": "none", "regularization": 0.05, "init_std": 0.01,
-                "n_negatives": 16},
-    "bpr": {"embedding_dim": 64, "epochs": 50, "batch_size": 2048, "learning_rate": 1e-2,
-            "lr_schedule": "none", "regularization": 0.01, "init_std": 0.01, "n_negatives": 8},
-    "bce": {"embedding_dim": 64, "epochs": 40, "batch_size": 2048, "learning_rate": 1e-2,
-            "lr_schedule": "none", "regularization": 0.01, "init_std": 0.01, "n_negatives": 8},
-}
-
-
 class MFConfig(TrainingConfig):
     """Hyperparameters of `MatrixFactorization`; None means "the default for the task".
 
@@ -89,21 +72,27 @@ class MFConfig(TrainingConfig):
     learning_rate: float | None = Field(None, gt=0)  # type: ignore[assignment]
     lr_schedule: Literal["none", "cosine", "step"] | None = None  # type: ignore[assignment]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _auto(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        if out.get("loss") is None:
-            fixed = cls.model_fields["loss"].default  # BPRConfig fixes it
-            out["loss"] = fixed or _AUTO_LOSS.get(str(out.get("task") or "topn"), "softmax")
-        for key, value in _AUTO.get(str(out["loss"]), {}).items():
-            if out.get(key) is None:
-                out[key] = value
-        if out.get("bias_regularization") is None:
-            out["bias_regularization"] = out.get("regularization")
-        return out
+    #: the loss per task, then the defaults tuned for each loss on validation splits carved
+    #: from the ML-100K training data (configs/ml100k/mf.yaml and mf-rating.yaml record the
+    #: evidence); `bias_regularization` is `regularization` unless the loss's rule sets it
+    default_rules = (
+        DefaultRule({"task": "topn"}, {"loss": "softmax"}),
+        DefaultRule({"task": "rating"}, {"loss": "mse"}),
+        DefaultRule({"loss": "mse"}, {
+            "embedding_dim": 128, "epochs": 30, "batch_size": 1024, "learning_rate": 5e-3,
+            "lr_schedule": "cosine", "regularization": 0.1, "bias_regularization": 0.01,
+            "init_std": 0.1, "n_negatives": 1}),
+        DefaultRule({"loss": "softmax"}, {
+            "embedding_dim": 64, "epochs": 35, "batch_size": 2048, "learning_rate": 5e-3,
+            "lr_schedule": "none", "regularization": 0.05, "init_std": 0.01, "n_negatives": 16}),
+        DefaultRule({"loss": "bpr"}, {
+            "embedding_dim": 64, "epochs": 50, "batch_size": 2048, "learning_rate": 1e-2,
+            "lr_schedule": "none", "regularization": 0.01, "init_std": 0.01, "n_negatives": 8}),
+        DefaultRule({"loss": "bce"}, {
+            "embedding_dim": 64, "epochs": 40, "batch_size": 2048, "learning_rate": 1e-2,
+            "lr_schedule": "none", "regularization": 0.01, "init_std": 0.01, "n_negatives": 8}),
+        DefaultRule({}, {"bias_regularization": SameAs("regularization")}),
+    )
 
     @model_validator(mode="after")
     def _check_loss(self) -> MFConfig:

@@ -28,6 +28,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from recforge.config import DefaultRule
 from recforge.data.interactions import Interactions
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
@@ -44,20 +45,13 @@ Variant = Literal["gmf", "mlp", "neumf"]
 _PAIR_CHUNK = 1 << 16
 
 
-#: fields left None, resolved by whether NeuMF is fine-tuned after pretraining
-_AUTO = {
-    True: {"epochs": 2, "learning_rate": 1e-3},     # fine-tuning a pretrained NeuMF
-    False: {"epochs": 10, "learning_rate": 1e-2},   # GMF, MLP or NeuMF from scratch
-}
-
-
 class NCFConfig(TrainingConfig):
     """Hyperparameters of `NCF`; defaults chosen on a validation split carved from ML-100K's
     top-N training file (``configs/ml100k/ncf.yaml`` records the evidence).
 
     `variant`: ``gmf``, ``mlp`` or ``neumf``. `embedding_dim`: GMF's user/item vector size
     (its predictive factors). `mlp_embedding_dim`: size of the MLP's user and item vectors
-    (the tower's input is twice that). `mlp_layers`: widths of the tower's hidden ReLU
+    (the tower's input is twice that). `hidden_dims`: widths of the tower's hidden ReLU
     layers; the last is the MLP's predictive factors. `dropout`: after each tower layer
     but the last. `loss`: ``bce`` (pointwise log loss, the paper's) or ``bpr`` (pairwise).
     `n_negatives`: unseen items sampled per positive, afresh each epoch.
@@ -76,7 +70,7 @@ class NCFConfig(TrainingConfig):
     variant: Variant = "neumf"
     embedding_dim: int = Field(32, ge=1)
     mlp_embedding_dim: int = Field(32, ge=1)
-    mlp_layers: list[int] = Field(default_factory=lambda: [64, 32, 16], min_length=1)
+    hidden_dims: list[int] = Field(default_factory=lambda: [64, 32, 16], min_length=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     loss: Literal["bce", "bpr"] = "bce"
     n_negatives: int = Field(8, ge=1)
@@ -89,18 +83,12 @@ class NCFConfig(TrainingConfig):
     epochs: int | None = Field(None, ge=1)  # type: ignore[assignment]
     learning_rate: float | None = Field(None, gt=0)  # type: ignore[assignment]
 
-    @model_validator(mode="before")
-    @classmethod
-    def _auto(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        out = dict(data)
-        if out.get("pretrain") is None:
-            out["pretrain"] = out.get("variant", "neumf") == "neumf"
-        for key, value in _AUTO[bool(out["pretrain"])].items():
-            if out.get(key) is None:
-                out[key] = value
-        return out
+    default_rules = (
+        DefaultRule({"variant": "neumf"}, {"pretrain": True}),
+        DefaultRule({}, {"pretrain": False}),
+        DefaultRule({"pretrain": True}, {"epochs": 2, "learning_rate": 1e-3}),  # fine-tuning
+        DefaultRule({"pretrain": False}, {"epochs": 10, "learning_rate": 1e-2}),  # from scratch
+    )
 
     @model_validator(mode="after")
     def _check(self) -> NCFConfig:
@@ -108,8 +96,8 @@ class NCFConfig(TrainingConfig):
             raise ValueError("NCF is a top-N model (task 'topn')")
         if self.pretrain and self.variant != "neumf":
             raise ValueError(f"pretrain applies to variant 'neumf' only, not {self.variant!r}")
-        if any(width < 1 for width in self.mlp_layers):
-            raise ValueError(f"mlp_layers must be positive widths, got {self.mlp_layers}")
+        if any(width < 1 for width in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be positive widths, got {self.hidden_dims}")
         return self
 
 
@@ -121,7 +109,7 @@ class NCFNetwork(nn.Module):
         variant: which branches exist: ``gmf``, ``mlp`` or both (``neumf``).
         embedding_dim: GMF vector size d_g (`gmf_user`, `gmf_item`: (n, d_g)).
         mlp_embedding_dim: MLP vector size d_m (`mlp_user`, `mlp_item`: (n, d_m)).
-        mlp_layers: hidden widths of `tower` (input 2·d_m, ReLU after every layer).
+        hidden_dims: hidden widths of `tower` (input 2·d_m, ReLU after every layer).
         dropout: dropout after each tower layer but the last.
         init_std: standard deviation of the normal embedding initialisation.
 
@@ -140,7 +128,7 @@ class NCFNetwork(nn.Module):
     """
 
     def __init__(self, n_users: int, n_items: int, variant: Variant, embedding_dim: int,
-                 mlp_embedding_dim: int, mlp_layers: list[int], *, dropout: float = 0.0,
+                 mlp_embedding_dim: int, hidden_dims: list[int], *, dropout: float = 0.0,
                  init_std: float = 0.1) -> None:
         super().__init__()
         self.variant = variant
@@ -154,9 +142,9 @@ class NCFNetwork(nn.Module):
         if self.has_mlp:
             self.mlp_user = embedding(n_users, mlp_embedding_dim, std=init_std)
             self.mlp_item = embedding(n_items, mlp_embedding_dim, std=init_std)
-            self.tower = mlp([2 * mlp_embedding_dim, *mlp_layers], activation="relu",
+            self.tower = mlp([2 * mlp_embedding_dim, *hidden_dims], activation="relu",
                              dropout=dropout, last_activation=True)
-            width += mlp_layers[-1]
+            width += hidden_dims[-1]
         self.gmf_width = embedding_dim if self.has_gmf else 0
         self.output = nn.Linear(width, 1)
         nn.init.kaiming_uniform_(self.output.weight, a=1, nonlinearity="sigmoid")
@@ -273,7 +261,7 @@ class NCF(TorchRecommender):
     def _network(self, variant: Variant, n_users: int, n_items: int) -> NCFNetwork:
         cfg = self.config
         return NCFNetwork(n_users, n_items, variant, cfg.embedding_dim, cfg.mlp_embedding_dim,
-                          list(cfg.mlp_layers), dropout=cfg.dropout, init_std=cfg.init_std)
+                          list(cfg.hidden_dims), dropout=cfg.dropout, init_std=cfg.init_std)
 
     def build_network(self, n_users: int, n_items: int) -> nn.Module:
         return self._network(self.config.variant, n_users, n_items)

@@ -26,6 +26,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.linalg import unit_rows
 from recforge.models.base import EXPLAIN_COLUMNS, as_list
@@ -44,13 +45,14 @@ __all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNetwork"]
 class TwoTowerConfig(TrainingConfig):
     """Hyperparameters of `TwoTower`.
 
-    `embedding_dim`: size d of both towers' outputs. `hidden`: width of the feature MLPs
-    (0: a single linear layer). `loss`: ``softmax`` (sampled softmax), ``full_softmax`` or ``bpr``.
+    `embedding_dim`: size d of both towers' outputs. `hidden_dim`: width of the feature
+    MLPs' hidden layer (0: a single linear layer). `loss`: ``softmax`` (sampled softmax),
+    ``full_softmax`` or ``bpr``.
     `n_negatives`: sampled negatives per positive (uniform or popularity^`negative_alpha`,
     seen items rejected). `id_dropout`: probability of dropping an example's ID embedding
     (on a side that has features) so cold users/items are served well;
-    `user_id_dropout` overrides it for users (1.0: the user tower reads features only — a
-    pure cold-user model, e.g. as the feature half of `hybrid`).
+    `user_id_dropout` (None: `id_dropout`) overrides it for users (1.0: the user tower reads
+    features only — a pure cold-user model, e.g. as the feature half of `hybrid`).
     ``full_softmax`` scores every item of the catalog per example (exact softmax, as
     cheap as sampling for catalogs of a few thousand items; it learns calibrated item
     popularity, which cold users lean on).
@@ -63,7 +65,7 @@ class TwoTowerConfig(TrainingConfig):
     """
 
     embedding_dim: int = Field(32, ge=1)
-    hidden: int = Field(64, ge=0)
+    hidden_dim: int = Field(64, ge=0)
     loss: Literal["softmax", "full_softmax", "bpr"] = "softmax"
     n_negatives: int = Field(32, ge=1)
     negative_sampling: Literal["uniform", "popularity"] = "uniform"
@@ -80,6 +82,8 @@ class TwoTowerConfig(TrainingConfig):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(1024, ge=1)
     learning_rate: float = Field(5e-3, gt=0)
+
+    default_rules = (DefaultRule({}, {"user_id_dropout": SameAs("id_dropout")}),)
 
 
 class TwoTowerNetwork(nn.Module):
@@ -181,7 +185,7 @@ class TwoTower(PipelineStateMixin, TorchRecommender):
     def build_network(self, n_users: int, n_items: int) -> nn.Module:
         user_x = self._tensor(self._user_feature_rows(self.user_features_, self.user_map_.ids))
         item_x = self._tensor(self._item_feature_rows(self.item_features_, self.item_map_.ids))
-        net = TwoTowerNetwork(n_users, n_items, user_x, item_x, self.config.embedding_dim, self.config.hidden)
+        net = TwoTowerNetwork(n_users, n_items, user_x, item_x, self.config.embedding_dim, self.config.hidden_dim)
         if self.config.user_id_dropout == 1.0 and net.user_tower is not None:
             # a features-only user tower: the ID table never gets a gradient, so it stays at
             # zero and known users are scored exactly like new users with the same features

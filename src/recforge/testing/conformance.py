@@ -46,9 +46,9 @@ _TORCH: dict[str, Any] = {"threads": 1, "device": "cpu"}
 TINY_SETTINGS: dict[str, dict[str, Any]] = {
     "mf": dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, **_TORCH),
     "bpr": dict(epochs=20, batch_size=64, learning_rate=0.02, embedding_dim=8, **_TORCH),
-    "ials": dict(factors=8, iterations=5),
+    "ials": dict(embedding_dim=8, epochs=5),
     "ncf": dict(epochs=15, batch_size=32, learning_rate=0.02, embedding_dim=8, mlp_embedding_dim=8,
-                mlp_layers=[16, 8], init_std=0.1, pretrain=False, **_TORCH),
+                hidden_dims=[16, 8], init_std=0.1, pretrain=False, **_TORCH),
     # I-AutoRec folds a user in by ridge regression on 16 item codes: λ must not be ~0 on 20 items
     "autorec": dict(epochs=100, batch_size=8, hidden_dim=16, learning_rate=0.01, regularization=10.0, **_TORCH),
     "multvae": dict(epochs=30, batch_size=8, hidden_dims=[16], latent_dim=8, learning_rate=0.01,
@@ -61,7 +61,7 @@ TINY_SETTINGS: dict[str, dict[str, Any]] = {
 #: further configurations the suite runs like registered models: name → label → overrides.
 #: A variant runs for every task its model supports, unless its overrides pin a `task`.
 TINY_VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
-    "ease": {"explicit": dict(l2=50.0, implicit=False)},
+    "ease": {"explicit": dict(regularization=50.0, implicit=False)},
     "ials": {"exact": dict(solver="exact")},
     # these similarities rank well but do not separate likes from dislikes as rating predictors
     "itemknn": {s: dict(task="topn", similarity=s) for s in ("pearson", "euclidean", "jaccard")},

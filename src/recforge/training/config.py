@@ -6,21 +6,21 @@ own hyperparameters::
     class MyConfig(TrainingConfig):
         embedding_dim: int = 64
 
-Fields whose best value depends on the task may default to ``None`` and be resolved in a
-``model_validator(mode="before")`` of the model's config (see `resolve_auto`), so a saved
-config always holds concrete values.
+Fields whose best value depends on the task default to ``None`` and are filled by the
+config class's `default_rules` (see `recforge.config.ModelConfig`), so a constructed or
+saved config always holds concrete values.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from recforge.config import ModelConfig
+from recforge.config import DefaultRule, ModelConfig
 
-__all__ = ["TrainingConfig", "parse_metric", "resolve_auto"]
+__all__ = ["TrainingConfig", "parse_metric"]
 
 _METRIC = re.compile(r"^(?:(ndcg|recall)@(\d+)|(rmse))$")
 
@@ -35,22 +35,6 @@ def parse_metric(name: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-def resolve_auto(data: Any, defaults: dict[str, dict[str, Any]]) -> Any:
-    """Fill keys that are missing or None in raw config `data` from per-task `defaults`.
-
-    For use in a ``model_validator(mode="before")``: ``defaults`` maps a task (``"topn"``,
-    ``"rating"``) to ``{field: value}``. Values given explicitly are kept.
-    """
-    if not isinstance(data, dict):
-        return data
-    task = data.get("task") or "topn"
-    out = dict(data)
-    for key, value in defaults.get(task, {}).items():
-        if out.get(key) is None:
-            out[key] = value
-    return out
-
-
 class TrainingConfig(ModelConfig):
     """Settings of the one epoch loop (`recforge.training.Trainer`).
 
@@ -61,8 +45,9 @@ class TrainingConfig(ModelConfig):
 
     Validation and early stopping: with ``validation_ratio > 0`` a random share of every
     user's training interactions (seeded) is held out; after each epoch
-    `validation_metric` is computed on it (``ndcg@K``/``recall@K``: full ranking over all
-    items minus the user's remaining training items; ``rmse``: held-out ratings). Training
+    `validation_metric` (None: ``ndcg@10`` for top-N, ``rmse`` for ratings) is computed on
+    it (``ndcg@K``/``recall@K``: full ranking over all items minus the user's remaining
+    training items; ``rmse``: held-out ratings). Training
     stops after `patience` epochs without an improvement larger than `min_delta` and the
     best epoch's weights are restored. A `validation` set passed to ``fit`` is used the
     same way, without carving.
@@ -89,11 +74,9 @@ class TrainingConfig(ModelConfig):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     verbose: bool = False
 
-    @model_validator(mode="before")
-    @classmethod
-    def _auto_metric(cls, data: Any) -> Any:
-        return resolve_auto(data, {"topn": {"validation_metric": "ndcg@10"},
-                                   "rating": {"validation_metric": "rmse"}})
+    default_rules: ClassVar[tuple[DefaultRule, ...]] = (
+        DefaultRule({"task": "topn"}, {"validation_metric": "ndcg@10"}),
+        DefaultRule({"task": "rating"}, {"validation_metric": "rmse"}))
 
     @field_validator("validation_metric")
     @classmethod
