@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from recforge.data.interactions import IdMap, Interactions
 from recforge.errors import ConfigError, DataError, RecforgeError
 from recforge.evaluation import metrics as mx
+from recforge.ranking import top_k
 
 if TYPE_CHECKING:
     from recforge.models.base import Recommender
@@ -531,8 +532,8 @@ def evaluate_sampled(
     """Sampled ranking (NCF protocol): each test pair vs `n_negatives` unseen sampled items.
 
     Negatives are distinct training items that the user has neither in training nor in the
-    test set. The test item's rank counts negatives scored higher (ties: lower item index
-    first, as in `recommend_idx`). Per case there is one relevant item; a user's figure is the
+    test set. The test item and its negatives are ranked by `recforge.ranking.top_k` (ties:
+    lower item index first, as in `recommend_idx`). Per case there is one relevant item; a user's figure is the
     mean over the user's cases. Cases with a user or item unknown to the model are misses.
     Metric names: ``sampled_hr@K``, ``sampled_ndcg@K``, ``sampled_mrr@K``.
     """
@@ -549,22 +550,18 @@ def evaluate_sampled(
     k_rows, k_items = k_rows[ok], k_items[ok]
     forbidden = _rows(model.seen_, ts.user_idx) + rel
     neg = sample_negatives(forbidden, k_rows, n_negatives, seed)
-    ranks = np.empty(len(k_rows), np.int64)
+    depth = ks[-1]
+    hits = np.zeros((len(k_rows), depth), bool)
     per_batch = max(1, batch_size // (n_negatives + 1))
     for start in range(0, len(k_rows), per_batch):
         sl = slice(start, start + per_batch)
         cand = np.concatenate([k_items[sl, None], neg[sl]], axis=1)
         users = np.repeat(ts.user_idx[k_rows[sl]], n_negatives + 1)
-        scores = np.asarray(model.score(users, cand.ravel()), np.float64).reshape(cand.shape)
-        scores[~np.isfinite(scores)] = -np.inf
-        pos, negs = scores[:, :1], scores[:, 1:]
-        ahead = (negs > pos) | ((negs == pos) & (cand[:, 1:] < cand[:, :1]))
-        ranks[sl] = 1 + ahead.sum(axis=1)
-    depth = ks[-1]
+        scores = np.asarray(model.score(users, cand.ravel())).reshape(cand.shape)
+        # column 0 is the test item; ties go to the lower item index, as in every ranking
+        top, _ = top_k(scores, depth, tiebreak=-cand)
+        hits[sl] = top == 0
     n_cases = int(ts.n_relevant.sum())
-    hits = np.zeros((len(k_rows), depth), bool)
-    inside = ranks <= depth
-    hits[np.flatnonzero(inside), ranks[inside] - 1] = True
     per_case: dict[str, np.ndarray] = {}
     for k in ks:
         found = mx.ranking_metrics(hits, np.ones(len(k_rows), np.int64), k)

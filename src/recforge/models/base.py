@@ -149,14 +149,14 @@ class Recommender(ABC):
     @property
     def n_users(self) -> int:
         """Users known to the model (available from `_fit`/`_set_state` on)."""
-        if not hasattr(self, "user_map_"):
+        if getattr(self, "user_map_", None) is None:
             self._check_fitted()
         return len(self.user_map_)
 
     @property
     def n_items(self) -> int:
         """Items known to the model (available from `_fit`/`_set_state` on)."""
-        if not hasattr(self, "item_map_"):
+        if getattr(self, "item_map_", None) is None:
             self._check_fitted()
         return len(self.item_map_)
 

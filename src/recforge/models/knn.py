@@ -29,6 +29,7 @@ from pydantic import Field, model_validator
 from recforge.config import DefaultRule, ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.models.base import Recommender, history_matrix
+from recforge.ranking import top_k
 
 Similarity = Literal["cosine", "pearson", "pearson_baseline", "euclidean", "jaccard"]
 
@@ -296,10 +297,10 @@ def _neighbour_weights(X: sp.csc_matrix, cfg: KNNConfig, over_support: bool) -> 
                 sim *= support / (support + cfg.shrinkage)
         sim[c, np.arange(len(c))] = 0.0
         if k < n:
-            top = np.argpartition(-sim, k - 1, axis=0)[:k]
+            top, top_sim = (m.T for m in top_k(sim.T, k))  # per column, ties to the lower index
         else:
             top = np.broadcast_to(np.arange(n)[:, None], sim.shape)
-        top_sim = np.take_along_axis(sim, top, axis=0)
+            top_sim = np.take_along_axis(sim, top, axis=0)
         keep = top_sim > 0
         rows.append(top[keep])
         cols.append(np.broadcast_to(c[None, :], top.shape)[keep])

@@ -318,6 +318,6 @@ class NCF(TorchRecommender):
     def item_embeddings(self) -> np.ndarray | None:
         """GMF item vectors (gmf), MLP item vectors (mlp), or both concatenated (neumf)."""
         net: NCFNetwork = self.network_  # type: ignore[assignment]
-        parts = [getattr(net, name).weight for name in ("gmf_item", "mlp_item")
-                 if hasattr(net, name)]
+        tables = (getattr(net, "gmf_item", None), getattr(net, "mlp_item", None))  # absent per variant
+        parts = [t.weight for t in tables if t is not None]
         return torch.cat(parts, dim=1).detach().cpu().numpy()
