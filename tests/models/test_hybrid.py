@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from recforge.data.interactions import Interactions
+from recforge.errors import ConfigError
 from recforge.models.hybrid import Hybrid
 from recforge.testing import tiny_interactions
 
@@ -94,3 +96,31 @@ def test_explain_scales_each_part_by_its_blend_weight():
     w = model.cf_weight_[u] / model.cf_.score(np.array([u]))[0].std()
     np.testing.assert_allclose(cf["contribution"].to_numpy(), raw.loc[cf["source"]].to_numpy() * w, rtol=1e-4)
     assert (np.diff(why[why["item_id"] == "i05"]["contribution"].to_numpy()) <= 1e-9).all()
+
+
+def test_parts_are_nested_artifacts_checked_on_load(tmp_path):
+    from recforge.errors import ArtifactError
+    from recforge.models.base import Recommender
+
+    data = featured_tiny()
+    model = Hybrid(cf_model="ease", feature_model="content").fit(data)
+    path = model.save(tmp_path / "m")
+    assert sorted(p.name for p in (path / "parts").iterdir()) == ["cf", "feature", "prior"]
+    assert Recommender.load(path / "parts" / "cf").name == "ease"
+    loaded = Recommender.load(path)
+    np.testing.assert_array_equal(loaded.score(np.arange(data.n_users)), model.score(np.arange(data.n_users)))
+    weights = path / "parts" / "feature" / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(ArtifactError, match="feature"):
+        Recommender.load(path)
+
+
+def test_cold_capabilities_follow_the_parts():
+    from recforge.models.capabilities import Capability
+
+    data = featured_tiny()
+    assert Hybrid(cf_model="ease", feature_model="content").fit(data).supports(Capability.COLD_ITEMS)
+    no_items = Hybrid(cf_model="ease", feature_model="demographic_popularity", prior_model=None).fit(data)
+    assert no_items.supports(Capability.COLD_USERS) and not no_items.supports(Capability.COLD_ITEMS)
+    with pytest.raises(ConfigError, match="cannot score items unknown to it"):
+        no_items.score_new_items(pd.DataFrame({"genre_A": [1]}, index=["new"]))
