@@ -29,16 +29,31 @@ the same rule as ties inside the list.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Exclusion", "exclusion_mask_rows", "top_k", "top_k_row"]
+__all__ = ["Exclusion", "RankedLists", "exclusion_mask_rows", "top_k", "top_k_row"]
 
 #: seen items per row: a CSR matrix (rows aligned with the score rows) or one index array per row
 Exclusion = sp.csr_matrix | sp.csr_array | Sequence[np.ndarray]
 
 _EXCLUDED = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class RankedLists:
+    """Top-k lists of a batch of users (`Recommender.rank_users`, `rank_unknown`).
+
+    `items` (int64) and `scores` (float32) are (n_users, k), best first, padded with -1 and
+    -inf; `fallback` holds per user None (the model ranked a known user) or the label of the
+    unknown-user fallback that ranked it: ``features``, ``fold_in`` or ``popularity``.
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+    fallback: np.ndarray
 
 
 def exclusion_mask_rows(exclude: Exclusion, n_rows: int) -> tuple[np.ndarray, np.ndarray]:

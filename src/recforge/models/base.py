@@ -8,27 +8,22 @@ mapping, and `save`/`load` of artifact directories. Idea after Cornac's recommen
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recforge import __version__, ranking
-from recforge.config import ModelConfig, parse_config, upgrade_saved_config
+from recforge import ranking
+from recforge.config import ModelConfig, parse_config
 from recforge.data.interactions import IdMap, Interactions
-from recforge.errors import ArtifactError, ConfigError, DataError, NotFittedError
-from recforge.linalg import dense, unit_rows
-from recforge.models import artifact
+from recforge.errors import ConfigError, DataError, NotFittedError
 from recforge.models.capabilities import Capability
+from recforge.models.persistence import ArtifactIO
+from recforge.ranking import RankedLists
 
 #: what `recommend` does with users unknown to the model (see its docstring)
 UnknownPolicy = Literal["error", "skip", "fallback"]
@@ -39,21 +34,7 @@ EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 _BLOCK_CELLS = 1 << 24
 
 
-@dataclass(frozen=True)
-class RankedLists:
-    """Top-k lists of a batch of users (`Recommender.rank_users`).
-
-    `items` (int64) and `scores` (float32) are (n_users, k), best first, padded with -1 and
-    -inf; `fallback` holds per user None (the model ranked a known user) or the label of the
-    unknown-user fallback that ranked it: ``features``, ``fold_in`` or ``popularity``.
-    """
-
-    items: np.ndarray
-    scores: np.ndarray
-    fallback: np.ndarray
-
-
-class Recommender(ABC):
+class Recommender(ArtifactIO, ABC):
     """Base of all models: scikit-learn lifecycle, users × items orientation everywhere.
 
     The constructor stores a validated config only; `fit` learns attributes ending in ``_``
@@ -197,9 +178,9 @@ class Recommender(ABC):
         user blocks of bounded memory.
         """
         self._check_fitted()
-        _check_k(k)
+        check_k(k)
         user_idx = np.asarray(user_idx, np.int64)
-        allowed = _candidate_mask(candidates, self.n_items)
+        allowed = candidate_mask(candidates, self.n_items)
         items_out = np.full((len(user_idx), k), -1, np.int64)
         scores_out = np.full((len(user_idx), k), -np.inf, np.float32)
         block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
@@ -227,14 +208,14 @@ class Recommender(ABC):
         With `exclude_seen`, each history's items are left out; padding as in `recommend_idx`.
         """
         self._check_fitted()
-        _check_k(k)
-        allowed = _candidate_mask(candidates, self.n_items)
+        check_k(k)
+        allowed = candidate_mask(candidates, self.n_items)
         items_out = np.full((len(histories), k), -1, np.int64)
         scores_out = np.full((len(histories), k), -np.inf, np.float32)
         block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
         for start in range(0, len(histories), block):
             rows = slice(start, start + block)
-            chunk = [_history_indices(h, self.n_items) for h in histories[rows]]
+            chunk = [history_indices(h, self.n_items) for h in histories[rows]]
             items_out[rows], scores_out[rows] = ranking.top_k(
                 self.score_histories(chunk), k, exclude=chunk if exclude_seen else None, candidates=allowed)
         return items_out, scores_out
@@ -255,7 +236,7 @@ class Recommender(ABC):
         -inf, and per row the fallback that ranked it (None: the model ranked a known user).
         """
         self._check_fitted()
-        _check_k(k)
+        check_k(k)
         ids = [str(u) for u in as_list(user_ids)]
         uidx = self.user_map_.lookup(ids)
         if unknown == "error" and (uidx < 0).any():
@@ -289,55 +270,11 @@ class Recommender(ABC):
 
         Per user, the first that applies: their feature row (`user_features`, models with
         `Capability.COLD_USERS`; fallback ``features``), the fold-in of their `histories`
-        (item indices; ``fold_in``), or popularity (``popularity``). With `exclude_seen` the
-        history items are never returned. `ids` name the users (rows of a `user_features`
-        frame are matched by them; a mapping is one feature row shared by all).
+        (item indices; ``fold_in``), or popularity (``popularity``); see `recforge.models.fallback`.
         """
-        self._check_fitted()
-        _check_k(k)
-        given = [_history_indices(h, self.n_items) for h in histories]
-        names = [str(i) for i in ids] if ids is not None else [f"anonymous-{i}" for i in range(len(given))]
-        allowed = _candidate_mask(candidates, self.n_items)
-        out = RankedLists(np.full((len(given), k), -1, np.int64), np.full((len(given), k), -np.inf, np.float32),
-                          np.full(len(given), None, dtype=object))
-        frame = self._feature_rows_of(names, user_features)
-        has_features = np.array([frame is not None and u in frame.index for u in names], bool)
-        by_features = np.flatnonzero(has_features)
-        if frame is not None and len(by_features):
-            hist = [given[r] for r in by_features]
-            scores = self.score_cold_users(frame.loc[[names[r] for r in by_features]], hist)
-            out.items[by_features], out.scores[by_features] = ranking.top_k(
-                scores, k, exclude=hist if exclude_seen else None, candidates=allowed)
-            out.fallback[by_features] = "features"
-        has_events = np.array([len(h) > 0 for h in given], bool)
-        folded = np.flatnonzero(~has_features & has_events)
-        if len(folded):
-            out.items[folded], out.scores[folded] = self.rank_histories([given[r] for r in folded], k,
-                                                                         exclude_seen, candidates)
-            out.fallback[folded] = "fold_in"
-        popular = np.flatnonzero(~has_features & ~has_events)
-        if len(popular):
-            out.items[popular], out.scores[popular] = self.popular_idx(k, candidates)
-            out.fallback[popular] = "popularity"
-        return out
+        from recforge.models.fallback import rank_unknown
 
-    def _feature_rows_of(self, ids: list[str],
-                         user_features: pd.DataFrame | Mapping[str, Any] | None) -> pd.DataFrame | None:
-        """Feature rows of unknown users, indexed by user ID; None when the model cannot use them.
-
-        A mapping is one row of features shared by every user in `ids` (a request's features).
-        """
-        if user_features is None or not ids or self.user_features_ is None \
-                or not self.supports(Capability.COLD_USERS):
-            return None
-        if isinstance(user_features, pd.DataFrame):
-            frame = user_features.copy()
-            frame.index = frame.index.astype(str)
-            return frame[~frame.index.duplicated()]
-        if not user_features:
-            return None
-        unique = list(dict.fromkeys(ids))
-        return pd.DataFrame([dict(user_features)] * len(unique), index=pd.Index(unique, dtype=object))
+        return rank_unknown(self, histories, k, exclude_seen, candidates, user_features, ids)
 
     def recommend(
         self,
@@ -369,7 +306,7 @@ class Recommender(ABC):
         """
         lists = self.rank_users(user_ids, k, exclude_seen, candidates, unknown, events, user_features)
         ids = np.asarray([str(u) for u in as_list(user_ids)], dtype=object)
-        frame = self._frame(ids, lists.items, lists.scores, "user_id", "item_id")
+        frame = ranked_frame(self, ids, lists.items, lists.scores, "user_id", "item_id")
         if unknown == "fallback":
             rows = np.nonzero(lists.items >= 0)[0]
             frame["fallback"] = pd.Series(lists.fallback[rows], index=frame.index, dtype=object)
@@ -383,19 +320,8 @@ class Recommender(ABC):
         """The `k` most popular items and their `popularity_scores` — the cold-start fallback."""
         self._check_fitted()
         items, scores = ranking.top_k(self.popularity_scores()[None, :], k,
-                                      candidates=_candidate_mask(candidates, self.n_items))
+                                      candidates=candidate_mask(candidates, self.n_items))
         return items[0], scores[0]
-
-    def _frame(self, keys: np.ndarray, items: np.ndarray, scores: np.ndarray,
-               key_col: str, item_col: str) -> pd.DataFrame:
-        valid = items >= 0
-        rows, cols = np.nonzero(valid)
-        return pd.DataFrame({
-            key_col: keys[rows],
-            item_col: self.item_map_.to_ids(items[rows, cols]),
-            "rank": (cols + 1).astype(np.int64),
-            "score": scores[rows, cols].astype(np.float64),
-        })
 
     # ------------------------------------------------------------------ prediction
     def predict(self, user_ids: Any, item_ids: Any) -> np.ndarray:
@@ -456,7 +382,7 @@ class Recommender(ABC):
     def similar_items_idx(self, item_idx: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` (items, similarities) per item index, the item itself excluded; padded like `recommend_idx`."""
         self._check_fitted()
-        _check_k(k)
+        check_k(k)
         item_idx = np.asarray(item_idx, np.int64)
         return ranking.top_k(self.similar_idx(item_idx), k, exclude=item_idx[:, None])
 
@@ -465,7 +391,7 @@ class Recommender(ABC):
         self._check_fitted()
         ids = [str(i) for i in as_list(item_ids)]
         items, scores = self.similar_items_idx(self.item_map_.to_idx(ids, what="item"), k)
-        return self._frame(np.asarray(ids, dtype=object), items, scores, "item_id", "similar_item_id")
+        return ranked_frame(self, np.asarray(ids, dtype=object), items, scores, "item_id", "similar_item_id")
 
     # ------------------------------------------------------------------ fold-in
     def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
@@ -480,7 +406,7 @@ class Recommender(ABC):
         Histories are binary (every item weighs 1); an empty history scores 0 by default.
         """
         self._check_fitted()
-        clean = [_history_indices(h, self.n_items) for h in histories]
+        clean = [history_indices(h, self.n_items) for h in histories]
         if not clean:
             return np.zeros((0, self.n_items), np.float32)
         scores = np.asarray(self._score_histories(clean), np.float32)
@@ -542,19 +468,9 @@ class Recommender(ABC):
             A frame ``user_id, item_id, rank, score`` like `recommend`. ConfigError for a
             model without `Capability.COLD_USERS`.
         """
-        from recforge.models.cold_start import as_feature_frame
+        from recforge.models.cold_start import recommend_cold
 
-        self._check_fitted()
-        self.require(Capability.COLD_USERS)
-        _check_k(k)
-        frame = as_feature_frame(user_features)
-        ids = [str(i) for i in frame.index]
-        histories = request_items(seen_items, ids, self.item_map_)
-        cand = None if candidates is None else self.item_map_.to_idx([str(c) for c in as_list(candidates)],
-                                                                      what="item")
-        items, scores = ranking.top_k(self.score_cold_users(frame, histories), k, exclude=histories,
-                                      candidates=_candidate_mask(cand, self.n_items))
-        return self._frame(np.asarray(ids, dtype=object), items, scores, "user_id", "item_id")
+        return recommend_cold(self, user_features, k, seen_items, candidates)
 
     def score_new_items(self, item_features: pd.DataFrame | pd.Series | Mapping[str, Any],
                         user_ids: Any = None) -> pd.DataFrame:
@@ -563,28 +479,16 @@ class Recommender(ABC):
         `item_features` has one row per new item (index = its ID) with the training item
         feature columns (``title``, ``year``, ``genre_*``…).
         """
-        from recforge.models.cold_start import as_feature_frame
+        from recforge.models.cold_start import score_new_items
 
-        self._check_fitted()
-        self.require(Capability.COLD_ITEMS)
-        frame = as_feature_frame(item_features)
-        users = self.user_map_.ids if user_ids is None else [str(u) for u in as_list(user_ids)]
-        scores = self.score_new_items_idx(frame, self.user_map_.to_idx(users, what="user"))
-        return pd.DataFrame(scores, index=pd.Index(users, name="user_id"), columns=frame.index)
+        return score_new_items(self, item_features, user_ids)
 
     def similar_new_items(self, item_features: pd.DataFrame | pd.Series | Mapping[str, Any],
                           k: int = 10) -> pd.DataFrame:
         """The `k` known items most similar (cosine) to each new item: item_id, similar_item_id, rank, score."""
-        from recforge.models.cold_start import as_feature_frame
+        from recforge.models.cold_start import similar_new_items
 
-        self._check_fitted()
-        self.require(Capability.COLD_ITEMS)
-        _check_k(k)
-        frame = as_feature_frame(item_features)
-        new, known = self.new_item_vectors(frame)
-        sims = dense(unit_rows(new) @ unit_rows(known).T)
-        items, scores = ranking.top_k(sims, k)
-        return self._frame(frame.index.to_numpy(dtype=object), items, scores, "item_id", "similar_item_id")
+        return similar_new_items(self, item_features, k)
 
     # ------------------------------------------------------------------ explanations
     def _history_contributions(self, user_idx: int, item_idx: np.ndarray) -> np.ndarray | None:
@@ -629,123 +533,6 @@ class Recommender(ABC):
             return {}
         return feats["title"].dropna().astype(str).to_dict()
 
-    # ------------------------------------------------------------------ persistence
-    @abstractmethod
-    def _get_state(self) -> dict[str, np.ndarray]:
-        """Learned arrays to save (plain numeric numpy arrays)."""
-
-    @abstractmethod
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        """Restore learned arrays; ID maps, `seen_`, config and `parts` are already set."""
-
-    def parts(self) -> dict[str, Recommender]:
-        """The fitted sub-models of a composite model (hybrid, ensembles), by part name.
-
-        Each is saved as a nested artifact under ``parts/<name>/`` and loaded back with
-        `Recommender.load` before `_set_state`, so a composite uses its parts through their
-        public API only. Plain models have none.
-        """
-        return {}
-
-    def _set_parts(self, parts: dict[str, Recommender]) -> None:
-        """Take the loaded sub-models back (composite models override)."""
-        if parts:
-            raise ValueError(f"{type(self).__name__} has no parts, but the artifact holds {sorted(parts)}")
-
-    def save(self, path: str | Path) -> Path:
-        """Write this fitted model as an artifact directory (created or replaced)."""
-        self._check_fitted()
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in ("meta.json", "items.parquet", "users.parquet"):
-            (out / stale).unlink(missing_ok=True)
-        shutil.rmtree(out / "parts", ignore_errors=True)
-        parts = self.parts()
-        for part_name, part in parts.items():
-            part.save(out / "parts" / part_name)
-        artifact.write_json(out / "config.json", self.config.model_dump(mode="json"))
-        artifact.write_json(out / "user_ids.json", self.user_map_.ids.tolist())
-        artifact.write_json(out / "item_ids.json", self.item_map_.ids.tolist())
-        artifact.write_npz(out / "weights.npz", self._get_state())
-        train: dict[str, np.ndarray] = {
-            "indptr": self.seen_.indptr, "indices": self.seen_.indices,
-            "item_popularity": self.item_popularity_,
-        }
-        if self._train_ratings is not None:
-            train["ratings"] = self._train_ratings
-        artifact.write_npz(out / "train.npz", train)
-        for name, frame in (("items.parquet", self.item_features_), ("users.parquet", self.user_features_)):
-            if frame is not None:
-                frame.rename_axis("id").reset_index().to_parquet(out / name, index=False)
-        artifact.finalize(out, {
-            "model": self.name,
-            "recforge_version": __version__,
-            "fingerprint": self.fingerprint_,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "task": self.config.task,
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "rating_scale": self.rating_scale_,
-            "global_mean": self.global_mean_,
-            "fit_seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
-            "parts": sorted(parts),
-        })
-        return out
-
-    def _train_user_idx(self) -> np.ndarray:
-        return np.repeat(np.arange(self.seen_.shape[0]), np.diff(self.seen_.indptr))
-
-    def _train_item_idx(self) -> np.ndarray:
-        return self.seen_.indices
-
-    @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Load an artifact directory saved by `save`; checks format and file checksums."""
-        from recforge.registry import get_model_class
-
-        directory = Path(path)
-        meta = artifact.open_artifact(directory)
-        try:
-            model_cls = get_model_class(str(meta["model"]))
-        except ConfigError as exc:
-            raise ArtifactError(f"{directory}: {exc}") from None
-        if cls is not Recommender and not issubclass(model_cls, cls):
-            raise ArtifactError(f"{directory} holds a {meta['model']!r} model, not {cls.__name__}")
-        config = upgrade_saved_config(str(meta["model"]), artifact.read_json(directory / "config.json"))
-        try:
-            model = model_cls(config)
-        except ConfigError as exc:
-            raise ArtifactError(f"{directory}: config.json is invalid: {exc}") from None
-        try:
-            model._restore(directory, meta)
-        except (KeyError, ValueError, IndexError, TypeError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{directory} is inconsistent: {exc}") from None
-        return model
-
-    def _restore(self, directory: Path, meta: dict[str, Any]) -> None:
-        self.user_map_ = IdMap(artifact.read_json(directory / "user_ids.json"))
-        self.item_map_ = IdMap(artifact.read_json(directory / "item_ids.json"))
-        train = artifact.read_npz(directory / "train.npz")
-        shape = (len(self.user_map_), len(self.item_map_))
-        if int(meta["n_users"]) != shape[0] or int(meta["n_items"]) != shape[1]:
-            raise ValueError("ID maps do not match the recorded sizes")
-        self.seen_ = sp.csr_matrix(
-            (np.ones(len(train["indices"]), np.float32), train["indices"], train["indptr"]), shape=shape
-        )
-        self.item_popularity_ = train["item_popularity"]
-        self._train_ratings = train.get("ratings")
-        scale = meta.get("rating_scale")
-        self.rating_scale_ = tuple(scale) if scale else None
-        self.global_mean_ = float(meta.get("global_mean", 0.0))
-        self.fingerprint_ = meta.get("fingerprint", "")
-        self.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
-        self.item_features_ = _read_features(directory / "items.parquet")
-        self.user_features_ = _read_features(directory / "users.parquet")
-        self._set_parts({str(name): Recommender.load(directory / "parts" / str(name))
-                         for name in meta.get("parts", [])})
-        self._set_state(artifact.read_npz(directory / "weights.npz"))
-        self._fitted = True
-
     def training_interactions(self) -> Interactions:
         """The training data kept in the model (IDs, and ratings when explicit)."""
         self._check_fitted()
@@ -758,12 +545,26 @@ class Recommender(ABC):
         )
 
 
-def _check_k(k: int) -> None:
+def ranked_frame(model: Recommender, keys: np.ndarray, items: np.ndarray, scores: np.ndarray,
+                 key_col: str, item_col: str) -> pd.DataFrame:
+    """Padded (rows, k) lists as a long frame: key_col, item_col (raw IDs), rank, score."""
+    valid = items >= 0
+    rows, cols = np.nonzero(valid)
+    return pd.DataFrame({
+        key_col: keys[rows],
+        item_col: model.item_map_.to_ids(items[rows, cols]),
+        "rank": (cols + 1).astype(np.int64),
+        "score": scores[rows, cols].astype(np.float64),
+    })
+
+
+def check_k(k: int) -> None:
+    """ConfigError unless the list length `k` is at least 1."""
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
 
 
-def _candidate_mask(candidates: np.ndarray | None, n_items: int) -> np.ndarray | None:
+def candidate_mask(candidates: np.ndarray | None, n_items: int) -> np.ndarray | None:
     """A boolean item mask of candidate item indices (None: every item)."""
     if candidates is None:
         return None
@@ -799,19 +600,12 @@ def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matr
     return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(histories), n_items))
 
 
-def _history_indices(history: Any, n_items: int) -> np.ndarray:
+def history_indices(history: Any, n_items: int) -> np.ndarray:
     """A history as sorted unique int64 item indices; DataError when one is out of range."""
     idx = np.unique(np.asarray(history, np.int64).ravel())
     if len(idx) and (idx[0] < 0 or idx[-1] >= n_items):
         raise DataError(f"history item indices must lie in 0..{n_items - 1}")
     return idx
-
-
-def _read_features(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    frame = pd.read_parquet(path)
-    return frame.set_index("id")
 
 
 def as_list(values: Any) -> list[Any]:

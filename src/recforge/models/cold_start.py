@@ -1,11 +1,12 @@
 """Shared machinery of the models that read user and item features (cold start).
 
-`FeatureColdStart` is the mixin of feature models (content, two-tower, DeepFM): it declares
+`FeatureColdStart` is the base of feature models (content, two-tower, DeepFM): it declares
 the `COLD_USERS` and `COLD_ITEMS` capabilities, holds the fitted feature pipelines
-(`user_pipeline_`, `item_pipeline_`) and encodes feature frames with them. The public
-cold-start API (`recommend_cold`, `score_new_items`, `similar_new_items`) lives in the base
-class, which checks the capability; a model implements `score_cold_users`,
-`score_new_items_idx` and, for similarity, `new_item_vectors`.
+(`user_pipeline_`, `item_pipeline_`) and encodes feature frames with them. A model
+implements `score_cold_users`, `score_new_items_idx` and, for similarity,
+`new_item_vectors`; the public cold-start API of every `Recommender` (`recommend_cold`,
+`score_new_items`, `similar_new_items`) is the functions here, which check the capability
+and rank through `recforge.ranking`.
 
 `PipelineStateMixin` fits the pipelines before training and saves them with the weights, for
 models whose config has `use_item_features`, `use_user_features`, `text_buckets` and
@@ -22,11 +23,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recforge.data.features import FeaturePipeline, entity_features
-from recforge.data.interactions import IdMap, Interactions
-from recforge.models.base import Recommender
+from recforge.data.interactions import Interactions
+from recforge.linalg import dense, unit_rows
+from recforge.models.base import Recommender, as_list, candidate_mask, check_k, ranked_frame, request_items
 from recforge.models.capabilities import Capability
+from recforge.ranking import top_k
 
-__all__ = ["FeatureColdStart", "PipelineStateMixin", "as_feature_frame", "request_histories"]
+__all__ = ["FeatureColdStart", "PipelineStateMixin", "as_feature_frame", "recommend_cold", "score_new_items",
+           "similar_new_items"]
 
 
 def as_feature_frame(features: pd.DataFrame | pd.Series | Mapping[str, Any]) -> pd.DataFrame:
@@ -47,22 +51,45 @@ def as_feature_frame(features: pd.DataFrame | pd.Series | Mapping[str, Any]) -> 
     return frame
 
 
-def request_histories(items: Any, ids: Sequence[str], item_map: IdMap) -> list[np.ndarray]:
-    """Per ID of `ids`, the known item indices given at request time (unknown item IDs dropped).
+def recommend_cold(
+    model: Recommender,
+    user_features: pd.DataFrame | pd.Series | Mapping[str, Any],
+    k: int = 10,
+    seen_items: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
+    candidates: Any = None,
+) -> pd.DataFrame:
+    """`Recommender.recommend_cold`: rank users unknown to `model` from their feature rows."""
+    model.require(Capability.COLD_USERS)
+    check_k(k)
+    frame = as_feature_frame(user_features)
+    ids = [str(i) for i in frame.index]
+    histories = request_items(seen_items, ids, model.item_map_)
+    cand = None if candidates is None else model.item_map_.to_idx([str(c) for c in as_list(candidates)],
+                                                                   what="item")
+    items, scores = top_k(model.score_cold_users(frame, histories), k, exclude=histories,
+                          candidates=candidate_mask(cand, model.n_items))
+    return ranked_frame(model, np.asarray(ids, dtype=object), items, scores, "user_id", "item_id")
 
-    `items`: None, one list of item IDs for every ID, or a mapping ``{id: [item IDs]}``.
-    """
-    if items is None:
-        return [np.zeros(0, np.int64) for _ in ids]
-    if isinstance(items, Mapping):
-        lists = [items.get(i, items.get(str(i), [])) for i in ids]
-    else:
-        lists = [list(items)] * len(ids)
-    out = []
-    for given in lists:
-        idx = item_map.lookup([str(x) for x in given]) if len(given) else np.zeros(0, np.int64)
-        out.append(np.unique(idx[idx >= 0]).astype(np.int64))
-    return out
+
+def score_new_items(model: Recommender, item_features: pd.DataFrame | pd.Series | Mapping[str, Any],
+                    user_ids: Any = None) -> pd.DataFrame:
+    """`Recommender.score_new_items`: known users (rows) × items unknown to `model` (columns)."""
+    model.require(Capability.COLD_ITEMS)
+    frame = as_feature_frame(item_features)
+    users = model.user_map_.ids if user_ids is None else [str(u) for u in as_list(user_ids)]
+    scores = model.score_new_items_idx(frame, model.user_map_.to_idx(users, what="user"))
+    return pd.DataFrame(scores, index=pd.Index(users, name="user_id"), columns=frame.index)
+
+
+def similar_new_items(model: Recommender, item_features: pd.DataFrame | pd.Series | Mapping[str, Any],
+                      k: int = 10) -> pd.DataFrame:
+    """`Recommender.similar_new_items`: the known items nearest (cosine) to each new item."""
+    model.require(Capability.COLD_ITEMS)
+    check_k(k)
+    frame = as_feature_frame(item_features)
+    new, known = model.new_item_vectors(frame)
+    items, scores = top_k(dense(unit_rows(new) @ unit_rows(known).T), k)
+    return ranked_frame(model, frame.index.to_numpy(dtype=object), items, scores, "item_id", "similar_item_id")
 
 
 class FeatureColdStart(Recommender):
