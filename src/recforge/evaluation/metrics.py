@@ -183,7 +183,7 @@ def f1_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
 def hit_rate_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     """1 if any of the top K is a test item, else 0."""
     h, _ = _hits(hits, n_relevant)
-    return h.any(axis=1).astype(np.float64)
+    return np.asarray(h.any(axis=1), np.float64)
 
 
 def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
@@ -302,14 +302,14 @@ def average_popularity(items: np.ndarray, item_popularity: np.ndarray) -> np.nda
 
 def _unit_rows(vectors: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
     if sp.issparse(vectors):
-        v = sp.csr_matrix(vectors, dtype=np.float64)
+        v = sp.csr_matrix(vectors, dtype=np.float64)  # type: ignore[arg-type]  # scipy-stubs: spmatrix is a mixin
         norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
         norms[norms == 0] = 1.0
         return sp.diags(1.0 / norms) @ v
-    v = np.asarray(vectors, np.float64)
-    norms = np.linalg.norm(v, axis=1)
+    dense = np.asarray(vectors, np.float64)
+    norms = np.linalg.norm(dense, axis=1)
     norms[norms == 0] = 1.0
-    return v / norms[:, None]
+    return dense / norms[:, None]
 
 
 def intra_list_diversity(
@@ -336,7 +336,7 @@ def intra_list_diversity(
         pos = pos.reshape(rows.shape)
         sub = unit[np.where(uniq >= 0, uniq, 0)]
         sims = sub @ sub.T
-        sims = sims.toarray() if sp.issparse(sims) else np.asarray(sims)
+        sims = sims if isinstance(sims, np.ndarray) else sims.toarray()
         cell = sims[pos[:, :, None], pos[:, None, :]]
         mask = ok[:, :, None] & ok[:, None, :] & pair
         count = mask.sum(axis=(1, 2))
