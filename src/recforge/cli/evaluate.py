@@ -70,6 +70,7 @@ def evaluate_command(
             raise ConfigError("--recs needs --train (the training file) or --model")
         result = ev.evaluate_lists(ev.read_recommendations(recs), train_data, test_data, ks)
     else:
+        assert model is not None  # without --recs, --model is required (checked above)
         recommender = _load(model)
         if train is not None:
             fingerprint = load_file(train).fingerprint()
@@ -94,7 +95,7 @@ def evaluate_command(
     _print_result(payload)
 
 
-def _load(path: Path | None) -> Any:
+def _load(path: Path) -> Any:
     from recforge.registry import load_model
 
     return load_model(path)

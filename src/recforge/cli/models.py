@@ -141,7 +141,7 @@ def recommend_command(
     ids = recommender.user_map_.ids if users.strip() == "all" else [u.strip() for u in users.split(",") if u.strip()]
     if len(ids) == 0:
         raise DataError("--users names no user")
-    frame = recommender.recommend(ids, k=k, exclude_seen=not include_seen, unknown=unknown)  # type: ignore[arg-type]
+    frame = recommender.recommend(ids, k=k, exclude_seen=not include_seen, unknown=unknown)
     if explain:
         frame["because"] = _explanations(recommender, frame)
     if out is not None:

@@ -85,7 +85,7 @@ def serve_command(
                           "it could use it. Create a key with `recforge keys create` or bind 127.0.0.1")
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise ConfigError(f"--log-level must be critical, error, warning, info, debug or trace, got {log_level!r}")
-    settings = {"model_dir": str(model.resolve()),
+    settings: dict[str, Any] = {"model_dir": str(model.resolve()),
                 "store_url": store or default_store_url(model),
                 "keys_file": str(keys_file.resolve()) if keys_file is not None else None,
                 "public_metrics": public_metrics, "table_prefix": table_prefix,
@@ -265,7 +265,7 @@ def merge_training_and_events(model: Recommender, events: pd.DataFrame) -> tuple
     base = train.to_frame()
     ev = events.copy()
     skipped = 0
-    if train.has_ratings:
+    if train.ratings is not None:
         missing = ev["rating"].isna()
         if model.config.task == "rating":
             skipped = int(missing.sum())

@@ -247,8 +247,8 @@ class FeaturePipeline:
                 return Field(name, kind, cols, vocab=[c.removeprefix(f"{name}_") for c in cols])
             if name not in frame.columns:
                 raise DataError(f"feature column {name!r} not found")
-            labels = sorted({t for v in frame[name].dropna().astype(str) for t in _split_labels(v)})
-            return Field(name, kind, [name], vocab=labels)
+            vocab = sorted({t for v in frame[name].dropna().astype(str) for t in _split_labels(v)})
+            return Field(name, kind, [name], vocab=vocab)
         if name not in frame.columns:
             raise DataError(f"feature column {name!r} not found (columns: {', '.join(map(str, frame.columns))})")
         series = frame[name]
@@ -338,11 +338,11 @@ class FeaturePipeline:
     def _encode(self, frame: pd.DataFrame, field: Field) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(frame)
         if field.kind == "multihot" and field.columns != [field.name]:  # a genre_* column group
-            present = [c for c in field.columns if c in frame.columns]
+            present = [col for col in field.columns if col in frame.columns]
             block = np.zeros((n, len(field.columns)), np.float32)
-            for j, c in enumerate(field.columns):
-                if c in present:
-                    block[:, j] = pd.to_numeric(frame[c], errors="coerce").fillna(0).to_numpy(np.float32)
+            for j, col in enumerate(field.columns):
+                if col in present:
+                    block[:, j] = pd.to_numeric(frame[col], errors="coerce").fillna(0).to_numpy(np.float32)
             block = (block > 0).astype(np.float32)
             r, c = np.nonzero(block)
             return r, c, block[r, c]
@@ -373,7 +373,7 @@ class FeaturePipeline:
                     c_list.append(_bucket(token, field.n_buckets))
             r = np.array(r_list, np.int64)
             c = np.array(c_list, np.int64)
-            tf = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, field.n_buckets))
+            tf: sp.csr_matrix = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, field.n_buckets))
             tf.sum_duplicates()
             tf = sp.csr_matrix(tf.multiply(idf[None, :]))
             norms = np.sqrt(np.asarray(tf.multiply(tf).sum(axis=1)).ravel())

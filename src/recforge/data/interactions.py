@@ -312,7 +312,8 @@ class Interactions:
         feats = self.item_features
         if feats is None or "title" not in feats.columns:
             return {}
-        return feats["title"].dropna().astype(str).to_dict()
+        titles = feats["title"].dropna().astype(str)
+        return dict(zip(titles.index.astype(str), titles, strict=True))
 
 
 def _as_str_index(ids: Iterable[object]) -> pd.Index:

@@ -27,6 +27,7 @@ A model that fails to build, train or evaluate is recorded with its error; the r
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -245,9 +246,11 @@ def load_data(
 ) -> tuple[Interactions, Interactions, dict[str, Any]]:
     """Training and test interactions of a benchmark, with a description for the results."""
     ds = config.dataset
+    info: dict[str, Any]
     if ds.builtin is None:
         from recforge.data.files import load_file
 
+        assert ds.train is not None and ds.test is not None  # DatasetConfig's validator
         train_path, test_path = _resolve(ds.train, base_dir), _resolve(ds.test, base_dir)
         for p in (train_path, test_path):
             if not p.is_file():
@@ -306,14 +309,15 @@ def _clean(value: Any) -> Any:
 def _confidence_intervals(result: EvalResult, metrics: list[str], config: BenchmarkConfig
                           ) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
-    kw = {"n_resamples": config.n_bootstrap, "confidence": config.confidence, "seed": config.seed}
+    ci = functools.partial(bootstrap_ci, n_resamples=config.n_bootstrap,
+                           confidence=config.confidence, seed=config.seed)
     for name in metrics:
         if name == "rmse" and "sq_error" in result.samples:
-            out[name] = list(bootstrap_ci(result.samples["sq_error"], transform=np.sqrt, **kw))
+            out[name] = list(ci(result.samples["sq_error"], transform=np.sqrt))
         elif name == "mae" and "abs_error" in result.samples:
-            out[name] = list(bootstrap_ci(result.samples["abs_error"], **kw))
+            out[name] = list(ci(result.samples["abs_error"]))
         elif name in result.per_user:
-            out[name] = list(bootstrap_ci(result.per_user[name], **kw))
+            out[name] = list(ci(result.per_user[name]))
     return out
 
 

@@ -122,8 +122,8 @@ def lookup_cells(matrix: sp.csr_matrix, items: np.ndarray) -> np.ndarray:
 def check_no_seen(
     items: np.ndarray,
     seen: sp.csr_matrix,
-    user_labels: Sequence[Any] | None = None,
-    item_labels: Sequence[Any] | None = None,
+    user_labels: Sequence[Any] | np.ndarray | None = None,
+    item_labels: Sequence[Any] | np.ndarray | None = None,
 ) -> None:
     """Raise `SeenItemError` if any list holds a training item of its user.
 
@@ -253,6 +253,7 @@ def score_topn(
         top = items[:, :k]
         metrics[f"coverage@{k}"] = mx.catalog_coverage(top, n_items)
         if beyond_accuracy:
+            assert item_vectors is not None  # defaulted above
             per_user[f"novelty@{k}"] = mx.novelty(top, item_popularity, n_train_users)
             per_user[f"popularity@{k}"] = mx.average_popularity(top, item_popularity)
             per_user[f"diversity@{k}"] = mx.intra_list_diversity(top, item_vectors)

@@ -185,7 +185,7 @@ def f1_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
 def hit_rate_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     """1 if any of the top K is a test item, else 0."""
     h, _ = _hits(hits, n_relevant)
-    return h.any(axis=1).astype(np.float64)
+    return np.asarray(h.any(axis=1), np.float64)
 
 
 def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
@@ -326,7 +326,7 @@ def intra_list_diversity(
         pos = pos.reshape(rows.shape)
         sub = unit[np.where(uniq >= 0, uniq, 0)]
         sims = sub @ sub.T
-        sims = sims.toarray() if sp.issparse(sims) else np.asarray(sims)
+        sims = sims if isinstance(sims, np.ndarray) else sims.toarray()
         cell = sims[pos[:, :, None], pos[:, None, :]]
         mask = ok[:, :, None] & ok[:, None, :] & pair
         count = mask.sum(axis=(1, 2))

@@ -126,8 +126,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         m = r["metrics"]
         row = [name, *[_fmt(m.get(c)) for c in cols], _seconds(r.get("train_seconds")),
                _seconds(r.get("recommend_seconds")),
-               _ratio(r.get("train_seconds"), base and base.get("train_seconds")),
-               _ratio(r.get("recommend_seconds"), base and base.get("recommend_seconds")),
+               _ratio(r.get("train_seconds"), base.get("train_seconds") if base else None),
+               _ratio(r.get("recommend_seconds"), base.get("recommend_seconds") if base else None),
                _fmt(r.get("threads"))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

@@ -54,7 +54,8 @@ def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
         if np.asarray(arr).dtype == object:
             raise ArtifactError(f"array {key!r} has dtype object and cannot be saved without pickle")
     with path.open("wb") as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        # the stubs reject ``**arrays`` because a key could be savez's own `allow_pickle`
+        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

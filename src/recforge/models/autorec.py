@@ -121,7 +121,7 @@ class AutoRecNetwork(nn.Module):
         return self.encoder.weight.pow(2).sum() + self.decoder.weight.pow(2).sum()
 
 
-class AutoRec(TorchRecommender):
+class AutoRec(TorchRecommender[AutoRecNetwork]):
     """AutoRec (Sedhain et al., WWW 2015): I-AutoRec by default, U-AutoRec with
     ``variant="user"``. See the module docstring and `AutoRecConfig`."""
 
@@ -129,6 +129,8 @@ class AutoRec(TorchRecommender):
     config_class = AutoRecConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"rating", "topn"})
     config: AutoRecConfig
+    #: the network's input rows while fitting; None: rebuilt from `seen_` on first use
+    _input_rows: sp.csr_matrix | None
 
     # ------------------------------------------------------------------ network input
     def _rows_matrix(self, users_by_items: sp.csr_matrix) -> sp.csr_matrix:
@@ -144,14 +146,15 @@ class AutoRec(TorchRecommender):
         While fitting: the training part (set by `training_plan`); afterwards: all training
         ratings (or 1s for topn), rebuilt from `seen_` and the kept ratings.
         """
-        if getattr(self, "_input_rows", None) is None:
+        rows: sp.csr_matrix | None = getattr(self, "_input_rows", None)
+        if rows is None:
             values = self._train_ratings if self.config.task == "rating" else None
             if values is None:
                 values = np.ones(self.seen_.nnz, np.float32)
             full = sp.csr_matrix((np.asarray(values, np.float32), self.seen_.indices,
                                   self.seen_.indptr), shape=self.seen_.shape)
-            self._input_rows = self._rows_matrix(full)
-        return self._input_rows
+            rows = self._input_rows = self._rows_matrix(full)
+        return rows
 
     def _dense(self, rows: sp.csr_matrix) -> torch.Tensor:
         return torch.from_numpy(rows.toarray()).to(self.device_)
@@ -175,13 +178,15 @@ class AutoRec(TorchRecommender):
         self._input_rows = None
 
     # ------------------------------------------------------------------ subclass API
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> AutoRecNetwork:
         cfg = self.config
+        assert cfg.hidden_dim is not None  # resolved by AutoRecConfig
         n_inputs = n_users if cfg.variant == "item" else n_items
         return AutoRecNetwork(n_inputs, int(cfg.hidden_dim), cfg.activation)
 
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[AutoRecNetwork]:
         cfg = self.config
+        assert cfg.batch_size is not None and cfg.regularization is not None  # resolved by AutoRecConfig
         rows = self._rows_matrix(train.csr(binary=cfg.task == "topn"))
         self._input_rows = rows
         active = np.flatnonzero(np.diff(rows.indptr) > 0)  # rows with no entry teach nothing
@@ -199,7 +204,7 @@ class AutoRec(TorchRecommender):
                     mask = self._dense(observed)
                 yield self._dense(block), mask
 
-        def step(net: AutoRecNetwork, batch: tuple[torch.Tensor, torch.Tensor | None]):
+        def step(net: AutoRecNetwork, batch: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
             x, mask = batch
             loss = observed_squared_error(net(x), x, mask)
             return loss + lam * net.penalty() if lam > 0 else loss
@@ -207,7 +212,7 @@ class AutoRec(TorchRecommender):
         return TrainingPlan(step, batches)
 
     def score_tensor(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        net: AutoRecNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         if self.config.variant == "item":
             codes = self._encode_all(net)                             # (n_items, k)
             weight, bias = net.decoder.weight[users], net.decoder.bias[users]  # (B, k), (B,)
@@ -230,7 +235,7 @@ class AutoRec(TorchRecommender):
         without ratings cannot fit a decoder row: the default (summed similarities) is used.
         """
         cfg = self.config
-        net: AutoRecNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         rows = history_matrix(histories, self.n_items)
         if cfg.variant == "item" and cfg.task == "rating":
             return super()._score_histories(histories)
@@ -244,6 +249,7 @@ class AutoRec(TorchRecommender):
                                        for start in range(0, rows.shape[0], block)]).astype(np.float32)
             codes = self._encode_all(net).cpu().numpy().astype(np.float64)  # (n_items, k)
         design = np.hstack([codes, np.ones((len(codes), 1))])
+        assert cfg.regularization is not None  # resolved by AutoRecConfig
         penalty = np.full(design.shape[1], max(float(cfg.regularization) / 2.0, 1e-6))  # > 0: solvable
         penalty[-1] = 0.0  # the bias is not penalised
         solution = np.linalg.solve(design.T @ design + np.diag(penalty), (rows @ design).T)  # (k + 1, B)
@@ -251,7 +257,7 @@ class AutoRec(TorchRecommender):
 
     def item_embeddings(self) -> np.ndarray | None:
         """I-AutoRec: each item's hidden code; U-AutoRec: the decoder's item rows."""
-        net: AutoRecNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         with torch.no_grad():
             if self.config.variant == "item":
                 return self._encode_all(net).cpu().numpy()

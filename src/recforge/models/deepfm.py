@@ -104,6 +104,9 @@ class FieldNetwork(nn.Module):
         torch.Size([2])
     """
 
+    user_x: torch.Tensor  # buffers (registered in __init__)
+    item_x: torch.Tensor
+
     def __init__(self, n_users: int, n_items: int, user_x: torch.Tensor | None, user_fields: list[tuple[int, int]],
                  item_x: torch.Tensor | None, item_fields: list[tuple[int, int]], dim: int, hidden_dims: list[int],
                  dropout: float, head: str) -> None:
@@ -139,6 +142,7 @@ class FieldNetwork(nn.Module):
             x = table[idx]
             e_id, w_id = ids(idx), ids_w(idx)[:, 0]
         else:
+            assert x is not None, "parts needs the features x of entities without an index"
             n = x.shape[0]
             e_id = torch.zeros(n, ids.embedding_dim, device=x.device)
             w_id = torch.zeros(n, device=x.device)
@@ -172,13 +176,19 @@ class FieldNetwork(nn.Module):
         per = max(1, _PAIR_CHUNK // max(n_i, 1))
         for s in range(0, n_u, per):
             rows = torch.arange(s, min(s + per, n_u), device=up[0].device)
-            ur = [t[rows].repeat_interleave(n_i, dim=0) for t in up]
-            ir = [t.repeat(len(rows), *([1] * (t.dim() - 1))) for t in ip]
-            out[s:s + len(rows)] = self.combine(tuple(ur), tuple(ir)).view(len(rows), n_i)  # type: ignore[arg-type]
+            ur = _parts([t[rows].repeat_interleave(n_i, dim=0) for t in up])
+            ir = _parts([t.repeat(len(rows), *([1] * (t.dim() - 1))) for t in ip])
+            out[s:s + len(rows)] = self.combine(ur, ir).view(len(rows), n_i)
         return out
 
 
-class DeepFM(PipelineStateMixin, TorchRecommender):
+def _parts(tensors: list[torch.Tensor]) -> Parts:
+    """The four tensors of a `Parts` from a list of them."""
+    emb, first, sq, x = tensors
+    return emb, first, sq, x
+
+
+class DeepFM(PipelineStateMixin, TorchRecommender[FieldNetwork]):
     """DeepFM (Guo et al. 2017) over ID and feature fields, trained with BCE (module docstring)."""
 
     name = "deepfm"
@@ -195,7 +205,7 @@ class DeepFM(PipelineStateMixin, TorchRecommender):
     def _tensor(matrix: Any) -> torch.Tensor | None:
         return None if matrix is None else torch.from_numpy(np.asarray(matrix.toarray(), np.float32))
 
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> FieldNetwork:
         cfg = self.config
         user_x = self._tensor(self._user_feature_rows(self.user_features_, self.user_map_.ids))
         item_x = self._tensor(self._item_feature_rows(self.item_features_, self.item_map_.ids))
@@ -203,7 +213,7 @@ class DeepFM(PipelineStateMixin, TorchRecommender):
                             self._fields(self.item_pipeline_), cfg.embedding_dim, list(cfg.hidden_dims),
                             cfg.dropout, self.head)
 
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[FieldNetwork]:
         cfg, device = self.config, self.device_
         u_np = train.user_idx.astype(np.int64)
         i_np = train.item_idx.astype(np.int64)
@@ -236,7 +246,7 @@ class DeepFM(PipelineStateMixin, TorchRecommender):
         return TrainingPlan(step, batches)
 
     def score_tensor(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        net: FieldNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         if items is not None:
             return net(users, items)
         all_items = torch.arange(len(self.item_map_), device=users.device)
@@ -248,7 +258,7 @@ class DeepFM(PipelineStateMixin, TorchRecommender):
 
     # ------------------------------------------------------------------ cold start
     def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
-        net: FieldNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         x = self._tensor(self._user_feature_rows(features, features.index))
         if x is None:
             x = torch.zeros(len(features), 0)
@@ -257,7 +267,7 @@ class DeepFM(PipelineStateMixin, TorchRecommender):
             return net.score_rows(net.parts("user", None, x.to(self.device_)), net.parts("item", items)).cpu().numpy()
 
     def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
-        net: FieldNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         x = self._tensor(self._item_feature_rows(features, features.index))
         if x is None:
             x = torch.zeros(len(features), 0)

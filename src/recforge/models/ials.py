@@ -127,7 +127,7 @@ class ImplicitALS(Recommender):
 
     def _get_state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
-                "alpha": np.float64(self.alpha_)}
+                "alpha": np.array(self.alpha_, np.float64)}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         self.user_factors_ = state["user_factors"]

@@ -108,6 +108,7 @@ class _KNN(Recommender):
         cfg = self.config
         rating = cfg.task == "rating"
         if rating:
+            assert self._train_ratings is not None  # `fit` refuses task rating without ratings
             self.user_bias_, self.item_bias_ = _fit_baselines(
                 self._train_user_idx(), self._train_item_idx(), self._train_ratings,
                 self.global_mean_, interactions.n_users, interactions.n_items,
@@ -271,6 +272,7 @@ def _neighbour_weights(X: sp.csc_matrix, cfg: KNNConfig, over_support: bool) -> 
     `X` is raters × entities; its columns are compared. With `over_support`, the statistics
     of a pair use only the raters both have (rating task); otherwise whole columns.
     """
+    assert cfg.neighbors is not None and cfg.shrinkage is not None  # a resolved config
     n = X.shape[1]
     pattern = X.copy()
     pattern.data[:] = 1.0
@@ -328,8 +330,13 @@ class _Mats:
 def _similarity_block(
     m: _Mats, c: np.ndarray, cfg: KNNConfig, over_support: bool, support: np.ndarray | None,
 ) -> np.ndarray:
-    """Dense (n × len(c)) similarities of every entity (rows) to the entities `c` (columns)."""
+    """Dense (n × len(c)) similarities of every entity (rows) to the entities `c` (columns).
+
+    `support` (co-rater counts) is given for jaccard and with `over_support`.
+    """
+    assert cfg.asymmetry is not None  # a resolved config
     if cfg.similarity == "jaccard":
+        assert support is not None
         union = m.counts[:, None] + m.counts[None, c] - support
         return np.divide(support, union, out=np.zeros_like(support), where=union > 0)
     Xc = m.X[:, c]
@@ -347,6 +354,7 @@ def _similarity_block(
         denom = np.outer(sq**cfg.asymmetry, sq[c] ** (1.0 - cfg.asymmetry))
         return np.divide(dot, denom, out=np.zeros_like(dot), where=denom > 1e-8)
     # over co-raters only: Σ of squares on the neighbour side (rows) and target side (columns)
+    assert support is not None
     Bc = m.B[:, c]
     sq_n = (m.X2T @ Bc).toarray()
     sq_t = (m.BT @ m.X2[:, c]).toarray()

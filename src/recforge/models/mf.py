@@ -128,6 +128,8 @@ class MFNetwork(nn.Module):
         torch.Size([3, 6])
     """
 
+    global_bias: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(self, n_users: int, n_items: int, dim: int, *, use_bias: bool = True,
                  global_bias: float = 0.0, init_std: float = 0.1) -> None:
         super().__init__()
@@ -209,7 +211,7 @@ class MFNetwork(nn.Module):
         return out + self.global_bias
 
 
-class MatrixFactorization(TorchRecommender):
+class MatrixFactorization(TorchRecommender[MFNetwork]):
     """Biased matrix factorization (Koren, Bell & Volinsky 2009) trained by the shared Trainer.
 
     ``task="rating"``: MSE on observed ratings around the global mean. ``task="topn"``:
@@ -222,14 +224,16 @@ class MatrixFactorization(TorchRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"topn", "rating"})
     config: MFConfig
 
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> MFNetwork:
         cfg = self.config
         mu = self.global_mean_ if cfg.task == "rating" else 0.0
+        assert cfg.embedding_dim is not None and cfg.init_std is not None  # resolved by MFConfig
         return MFNetwork(n_users, n_items, int(cfg.embedding_dim), use_bias=cfg.use_bias,
                          global_bias=mu, init_std=cfg.init_std)
 
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[MFNetwork]:
         cfg, device = self.config, self.device_
+        assert cfg.batch_size is not None and cfg.regularization is not None  # resolved by MFConfig
         users_np = train.user_idx.astype(np.int64)
         users = torch.from_numpy(users_np).to(device)
         items = torch.from_numpy(train.item_idx.astype(np.int64)).to(device)
@@ -254,6 +258,7 @@ class MatrixFactorization(TorchRecommender):
         sampler = NegativeSampler(train.csr(binary=True), distribution=cfg.negative_sampling,
                                   alpha=cfg.negative_alpha)
         log_q = torch.from_numpy(sampler.log_prob).to(device)
+        assert cfg.n_negatives is not None  # resolved by MFConfig
         n_neg, loss_name = int(cfg.n_negatives), cfg.loss
         use_logq = cfg.logq_correction and cfg.negative_sampling != "uniform"
 
@@ -289,7 +294,7 @@ class MatrixFactorization(TorchRecommender):
         return TrainingPlan(implicit_step, implicit_batches)
 
     def score_tensor(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        net: MFNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         return net.score_all(users) if items is None else net(users, items)
 
     def item_embeddings(self) -> np.ndarray | None:
@@ -303,7 +308,7 @@ class MatrixFactorization(TorchRecommender):
         scores are ``μ + b_i + p · q_i`` (the user bias is a constant per user and left out).
         """
         cfg = self.config
-        net: MFNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         Q = net.item_vectors.detach().cpu().numpy().astype(np.float64)
         bias = net.item_bias
         b = bias.detach().cpu().numpy().astype(np.float64) if bias is not None else np.zeros(len(Q))
@@ -315,9 +320,9 @@ class MatrixFactorization(TorchRecommender):
     def _predict_cold(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Unknown user or item: μ plus whichever bias is known (rating task)."""
         out = super()._predict_cold(user_idx, item_idx)
-        net: MFNetwork = self.network_  # type: ignore[assignment]
-        if self.config.task != "rating" or not net.use_bias:
-            return out
+        net = self.network_
+        if self.config.task != "rating" or net.user_bias is None or net.item_bias is None:
+            return out  # no biases (``use_bias=False``) or no rating task
         user_bias = net.user_bias.detach().cpu().numpy()
         item_bias = net.item_bias.detach().cpu().numpy()
         known_u, known_i = user_idx >= 0, item_idx >= 0
@@ -329,8 +334,8 @@ class MatrixFactorization(TorchRecommender):
 class BPRConfig(MFConfig):
     """`MFConfig` with the loss fixed to BPR (top-N only)."""
 
-    loss: Literal["bpr"] = "bpr"  # type: ignore[assignment]
-    task: Literal["topn"] = "topn"  # type: ignore[assignment]
+    loss: Literal["bpr"] = "bpr"
+    task: Literal["topn"] = "topn"
 
 
 class BPR(MatrixFactorization):

@@ -111,7 +111,7 @@ class MultVAENetwork(nn.Module):
         return self.decoder(z), mu, logvar
 
 
-class MultVAE(TorchRecommender):
+class MultVAE(TorchRecommender[MultVAENetwork]):
     """Mult-VAE / Mult-DAE (Liang et al., WWW 2018) for implicit feedback.
 
     A known user's scores are the decoder's logits for their training row; item vectors
@@ -123,13 +123,14 @@ class MultVAE(TorchRecommender):
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: MultVAEConfig
 
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> MultVAENetwork:
         cfg = self.config
         return MultVAENetwork(n_items, list(cfg.hidden_dims), cfg.latent_dim, dropout=cfg.dropout,
                               variational=cfg.variant == "vae", activation=cfg.activation)
 
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[MultVAENetwork]:
         cfg, device = self.config, self.device_
+        assert cfg.batch_size is not None  # resolved by MultVAEConfig
         rows = train.csr(binary=True)
         users = np.flatnonzero(np.diff(rows.indptr) > 0)
         batch_size = int(cfg.batch_size)
@@ -158,7 +159,9 @@ class MultVAE(TorchRecommender):
         return self.network_(x)[0]
 
     def item_embeddings(self) -> np.ndarray | None:
-        return self.network_.decoder[-1].weight.detach().cpu().numpy()
+        last = self.network_.decoder[-1]
+        assert isinstance(last, nn.Linear)  # `mlp` ends with a Linear layer
+        return last.weight.detach().cpu().numpy()
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         """The decoder's logits for each history row: `score` of a user with that history."""

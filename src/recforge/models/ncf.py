@@ -179,6 +179,7 @@ class NCFNetwork(nn.Module):
     def _first_layer(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The tower's first layer split: ``W_u p'_u + b`` (B, h1) and ``W_i`` (h1, d_m)."""
         first = self.tower[0]
+        assert isinstance(first, nn.Linear)  # `mlp` starts with a Linear layer
         d = self.mlp_user.embedding_dim
         return self.mlp_user(users) @ first.weight[:, :d].T + first.bias, first.weight[:, d:]
 
@@ -192,6 +193,7 @@ class NCFNetwork(nn.Module):
         if self.has_mlp:
             mlp_part = self._tower_all(users, weight[self.gmf_width:])
             out = mlp_part if out is None else out + mlp_part
+        assert out is not None  # every variant has a GMF or an MLP part
         return out + bias
 
     def _tower_all(self, users: torch.Tensor, h_m: torch.Tensor) -> torch.Tensor:
@@ -229,7 +231,7 @@ def init_from_pretrained(neumf: NCFNetwork, gmf: NCFNetwork, mlp_net: NCFNetwork
     """
     if not (neumf.has_gmf and neumf.has_mlp) or gmf.variant != "gmf" or mlp_net.variant != "mlp":
         raise ValueError("init_from_pretrained needs a neumf, a gmf and an mlp network")
-    pairs = [(neumf.gmf_user, gmf.gmf_user), (neumf.gmf_item, gmf.gmf_item),
+    pairs: list[tuple[nn.Module, nn.Module]] = [(neumf.gmf_user, gmf.gmf_user), (neumf.gmf_item, gmf.gmf_item),
              (neumf.mlp_user, mlp_net.mlp_user), (neumf.mlp_item, mlp_net.mlp_item)]
     # tower layers pair up in order (dropout may differ between the two towers)
     pairs += zip(_linears(neumf.tower), _linears(mlp_net.tower), strict=True)
@@ -246,7 +248,7 @@ def _linears(module: nn.Module) -> list[nn.Linear]:
     return [layer for layer in module.modules() if isinstance(layer, nn.Linear)]
 
 
-class NCF(TorchRecommender):
+class NCF(TorchRecommender[NCFNetwork]):
     """Neural collaborative filtering (He et al., WWW 2017): GMF, MLP or NeuMF.
 
     Top-N only. See `NCFConfig` for the hyperparameters and the module docstring for the
@@ -263,10 +265,10 @@ class NCF(TorchRecommender):
         return NCFNetwork(n_users, n_items, variant, cfg.embedding_dim, cfg.mlp_embedding_dim,
                           list(cfg.hidden_dims), dropout=cfg.dropout, init_std=cfg.init_std)
 
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> NCFNetwork:
         return self._network(self.config.variant, n_users, n_items)
 
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[NCFNetwork]:
         cfg, device = self.config, self.device_
         users_np = train.user_idx.astype(np.int64)
         users = torch.from_numpy(users_np).to(device)
@@ -312,12 +314,12 @@ class NCF(TorchRecommender):
         init_from_pretrained(self.network_, parts[0], parts[1], cfg.pretrain_alpha)
 
     def score_tensor(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        net: NCFNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         return net.score_all(users) if items is None else net(users, items)
 
     def item_embeddings(self) -> np.ndarray | None:
         """GMF item vectors (gmf), MLP item vectors (mlp), or both concatenated (neumf)."""
-        net: NCFNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         tables = (getattr(net, "gmf_item", None), getattr(net, "mlp_item", None))  # absent per variant
         parts = [t.weight for t in tables if t is not None]
         return torch.cat(parts, dim=1).detach().cpu().numpy()

@@ -14,7 +14,7 @@ import shutil
 from abc import abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,7 +35,7 @@ __all__ = ["ArtifactIO"]
 class ArtifactIO:
     """`save` / `load` of a model's artifact directory; subclasses write `_get_state`/`_set_state`."""
 
-    name: str
+    name: ClassVar[str]
     config: ModelConfig
     user_map_: IdMap
     item_map_: IdMap

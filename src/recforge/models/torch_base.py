@@ -20,12 +20,11 @@ A new model writes four methods::
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar
+from typing import ClassVar, Generic
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.data.splitting import carve_validation
@@ -34,6 +33,7 @@ from recforge.training.config import TrainingConfig
 from recforge.training.trainer import (
     EpochRecord,
     History,
+    NetT,
     Trainer,
     TrainingPlan,
     resolve_device,
@@ -51,10 +51,12 @@ _PAIR_BLOCK = 1 << 18
 _NET = "network."
 
 
-class TorchRecommender(Recommender):
+class TorchRecommender(Recommender, Generic[NetT]):
     """Base of models whose parameters live in a torch network trained by `Trainer`.
 
-    Subclasses implement `build_network`, `training_plan` and `score_tensor`. Learned
+    Subclasses implement `build_network`, `training_plan` and `score_tensor`, and name
+    their network class as the type parameter (``TorchRecommender[MFNetwork]``) so that
+    `network_` and the training step are typed as that network. Learned
     attributes after `fit`: `network_` (in eval mode, on `device_`), `history_` (the
     `History` of training), `device_`.
 
@@ -65,18 +67,19 @@ class TorchRecommender(Recommender):
     """
 
     config: TrainingConfig
-    config_class = TrainingConfig
+    config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
+    network_: NetT
     #: score (user, item) pairs from full rows of the distinct users (for networks whose
     #: cost is per user row, like autoencoders); else `score_tensor` gets the pairs
     pairs_via_rows: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ subclass API
     @abstractmethod
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> NetT:
         """A freshly initialised network (called under the config's seed)."""
 
     @abstractmethod
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[NetT]:
         """Prepare training tensors and return the batch step and per-epoch batch factory.
 
         `train` is the data to learn from (validation interactions already removed); move
@@ -98,7 +101,8 @@ class TorchRecommender(Recommender):
 
     def user_rows(self) -> sp.csr_matrix:
         """users × items binary history the network reads (see the class docstring)."""
-        return self._rows if getattr(self, "_rows", None) is not None else self.seen_
+        rows: sp.csr_matrix | None = getattr(self, "_rows", None)
+        return rows if rows is not None else self.seen_
 
     # ------------------------------------------------------------------ training
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
@@ -147,13 +151,13 @@ class TorchRecommender(Recommender):
             item_idx = np.asarray(item_idx, np.int64)
             if self.pairs_via_rows:
                 return self._score_pairs_via_rows(user_idx, item_idx)
-            out = np.empty(len(user_idx), np.float32)
+            paired = np.empty(len(user_idx), np.float32)
             for start in range(0, len(user_idx), _PAIR_BLOCK):
                 users = torch.from_numpy(user_idx[start:start + _PAIR_BLOCK]).to(device)
                 items = torch.from_numpy(item_idx[start:start + _PAIR_BLOCK]).to(device)
                 scores = self.score_tensor(users, items)
-                out[start:start + len(users)] = scores.float().cpu().numpy()
-            return out
+                paired[start:start + len(users)] = scores.float().cpu().numpy()
+            return paired
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:

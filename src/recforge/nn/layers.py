@@ -92,7 +92,7 @@ def init_linear(
     if method == "xavier":
         nn.init.xavier_uniform_(layer.weight)
     elif method == "kaiming":
-        gain_name = nonlinearity if nonlinearity in ("relu", "leaky_relu") else "relu"
+        gain_name: Literal["relu", "leaky_relu"] = "leaky_relu" if nonlinearity == "leaky_relu" else "relu"
         nn.init.kaiming_uniform_(layer.weight, nonlinearity=gain_name)
     elif method != "default":
         raise ValueError(f"unknown init {method!r}")

@@ -236,10 +236,10 @@ class EventStore:
     def _insert(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
         """Insert rows, skipping key conflicts; returns the idempotency keys actually inserted."""
         if self.dialect_name in ("sqlite", "postgresql"):
-            if self.dialect_name == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert if self.dialect_name == "sqlite" else pg_insert
             inserted: set[str] = set()
             # SQLite allows 32766 bound parameters per statement: 8 columns × 2000 rows fits
             for start in range(0, len(rows), 2000):

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from recforge.training.trainer import EpochRecord, Trainer
 
 __all__ = ["Callback", "EarlyStopping", "RichProgress"]
@@ -93,8 +95,8 @@ class RichProgress(Callback):
     def __init__(self, description: str = "training", metric_name: str | None = None) -> None:
         self.description = description
         self.metric_name = metric_name
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def on_train_begin(self, trainer: Trainer) -> None:
         from rich.console import Console
@@ -106,17 +108,17 @@ class RichProgress(Callback):
             TimeElapsedColumn,
         )
 
-        self._progress = Progress(
+        progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
             console=Console(stderr=True),
         )
-        self._progress.start()
-        self._task = self._progress.add_task(
-            self.description, total=trainer.config.epochs, status="")
+        progress.start()
+        self._task = progress.add_task(self.description, total=trainer.config.epochs, status="")
+        self._progress = progress
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
-        if self._progress is None:
+        if self._progress is None or self._task is None:
             return
         status = f"loss {record.loss:.4f}"
         if record.metric is not None:

@@ -76,7 +76,7 @@ class NegativeSampler:
         exclude_seen: bool = True,
         max_rounds: int = 16,
     ) -> None:
-        csr = sp.csr_matrix(seen)
+        csr = sp.csr_matrix(seen)  # type: ignore[call-overload]  # scipy-stubs: spmatrix is a mixin
         csr.sum_duplicates()
         csr.sort_indices()
         self.n_users, self.n_items = csr.shape

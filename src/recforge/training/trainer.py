@@ -39,7 +39,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -50,11 +50,14 @@ from recforge.training.callbacks import Callback, EarlyStopping, RichProgress
 from recforge.training.config import TrainingConfig
 
 __all__ = [
-    "BatchFactory", "BatchStep", "EpochRecord", "History", "Trainer", "TrainingError",
+    "BatchFactory", "BatchStep", "EpochRecord", "History", "NetT", "Trainer", "TrainingError",
     "TrainingPlan", "resolve_device", "seeded", "torch_threads",
 ]
 
-BatchStep = Callable[[nn.Module, Any], torch.Tensor]
+#: the network type a model trains (its `TrainingPlan`'s step receives that network)
+NetT = TypeVar("NetT", bound=nn.Module)
+
+BatchStep = Callable[[NetT, Any], torch.Tensor]
 BatchFactory = Callable[[int, np.random.Generator], Iterable[Any]]
 
 
@@ -63,11 +66,11 @@ class TrainingError(RecforgeError, FloatingPointError):
 
 
 @dataclass
-class TrainingPlan:
+class TrainingPlan(Generic[NetT]):
     """What a model gives the trainer: the batch step, the per-epoch batch factory, and
     optionally its own parameter groups (default: all of the network's parameters)."""
 
-    step: BatchStep
+    step: BatchStep[NetT]
     batches: BatchFactory
     parameters: Iterable[Any] | None = None
 
@@ -167,14 +170,14 @@ class Trainer:
         """The optimizer named by ``config.optimizer`` with its learning rate and weight decay."""
         cfg = self.config
         params = list(parameters)
-        kwargs = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay}
+        lr, decay = cfg.learning_rate, cfg.weight_decay
         if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, **kwargs)
+            return torch.optim.Adam(params, lr=lr, weight_decay=decay)
         if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, **kwargs)
+            return torch.optim.AdamW(params, lr=lr, weight_decay=decay)
         if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, **kwargs)
-        return torch.optim.Adagrad(params, **kwargs)
+            return torch.optim.SGD(params, lr=lr, weight_decay=decay)
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=decay)
 
     def make_scheduler(
         self, optimizer: torch.optim.Optimizer
@@ -190,8 +193,8 @@ class Trainer:
 
     def fit(
         self,
-        network: nn.Module,
-        step: BatchStep,
+        network: NetT,
+        step: BatchStep[NetT],
         batches: BatchFactory,
         *,
         rng: np.random.Generator | None = None,
@@ -217,7 +220,7 @@ class Trainer:
         """
         cfg = self.config
         rng = rng if rng is not None else np.random.default_rng(cfg.seed)
-        self.network = network
+        self.network: nn.Module = network
         if parameters is None:
             parameters = _parameter_groups(network)
         self.optimizer = self.make_optimizer(parameters)
@@ -249,7 +252,7 @@ class Trainer:
     def _epoch(
         self,
         epoch: int,
-        step: BatchStep,
+        step: BatchStep[Any],
         batches: BatchFactory,
         rng: np.random.Generator,
         validate: Callable[[], float] | None,
