@@ -309,11 +309,7 @@ class Interactions:
 
     def item_titles(self) -> dict[str, str]:
         """Item ID → title where the item features carry a ``title`` column."""
-        feats = self.item_features
-        if feats is None or "title" not in feats.columns:
-            return {}
-        titles = feats["title"].dropna().astype(str)
-        return dict(zip(titles.index.astype(str), titles, strict=True))
+        return feature_titles(self.item_features)
 
 
 def _as_str_index(ids: Iterable[object]) -> pd.Index:
@@ -359,3 +355,11 @@ def _index_features(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     out = frame.copy()
     out.index = out.index.astype(str)
     return out
+
+
+def feature_titles(item_features: pd.DataFrame | None) -> dict[str, str]:
+    """Item ID → title from an item feature frame (empty without a ``title`` column)."""
+    if item_features is None or "title" not in item_features.columns:
+        return {}
+    titles = item_features["title"].dropna().astype(str)
+    return dict(zip(titles.index.astype(str), titles, strict=True))

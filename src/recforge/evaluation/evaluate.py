@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from recforge.data.interactions import IdMap, Interactions
 from recforge.errors import ConfigError, DataError, RecforgeError
 from recforge.evaluation import metrics as mx
+from recforge.linalg import Matrix
 from recforge.ranking import top_k
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ def score_topn(
     *,
     item_ids: np.ndarray | None = None,
     beyond_accuracy: bool = True,
-    item_vectors: np.ndarray | sp.spmatrix | None = None,
+    item_vectors: Matrix | None = None,
 ) -> EvalResult:
     """Score top-K lists (rows aligned with the test users) against a test set.
 

@@ -20,9 +20,8 @@ A list shorter than K is a list padded with misses: Precision@K always divides b
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
-from recforge.linalg import unit_rows
+from recforge.linalg import Matrix, unit_rows
 
 # ----------------------------------------------------------------------------- rating
 
@@ -303,7 +302,7 @@ def average_popularity(items: np.ndarray, item_popularity: np.ndarray) -> np.nda
 
 
 def intra_list_diversity(
-    items: np.ndarray, item_vectors: np.ndarray | sp.spmatrix, max_block: int = 4096
+    items: np.ndarray, item_vectors: Matrix, max_block: int = 4096
 ) -> np.ndarray:
     """Per-user 1 − mean pairwise cosine similarity of the list's items.
 

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from recforge import ranking
 from recforge.config import ModelConfig, parse_config
-from recforge.data.interactions import IdMap, Interactions
+from recforge.data.interactions import IdMap, Interactions, feature_titles
 from recforge.errors import ConfigError, DataError, NotFittedError
 from recforge.models.capabilities import Capability
 from recforge.models.persistence import ArtifactIO
@@ -82,8 +82,8 @@ class Recommender(ArtifactIO, ABC):
         self.item_map_: IdMap = interactions.item_map
         self.seen_: sp.csr_matrix = interactions.csr(binary=True)
         self.item_popularity_: np.ndarray = interactions.item_counts().astype(np.float32)
-        if interactions.has_ratings:
-            r = interactions.ratings
+        r = interactions.ratings
+        if r is not None:
             self.rating_scale_: tuple[float, float] | None = (float(r.min()), float(r.max()))
             self.global_mean_ = float(r.mean())
         else:
@@ -384,7 +384,7 @@ class Recommender(ArtifactIO, ABC):
         self._check_fitted()
         check_k(k)
         item_idx = np.asarray(item_idx, np.int64)
-        return ranking.top_k(self.similar_idx(item_idx), k, exclude=item_idx[:, None])
+        return ranking.top_k(self.similar_idx(item_idx), k, exclude=[np.array([i]) for i in item_idx])
 
     def similar_items(self, item_ids: Any, k: int = 10) -> pd.DataFrame:
         """The `k` items most similar to each raw item ID: item_id, similar_item_id, rank, score."""
@@ -528,10 +528,7 @@ class Recommender(ArtifactIO, ABC):
 
     def item_titles(self) -> dict[str, str]:
         """Item ID → title, from the training item features (empty without a title column)."""
-        feats = self.item_features_
-        if feats is None or "title" not in feats.columns:
-            return {}
-        return feats["title"].dropna().astype(str).to_dict()
+        return feature_titles(self.item_features_)
 
     def training_interactions(self) -> Interactions:
         """The training data kept in the model (IDs, and ratings when explicit)."""

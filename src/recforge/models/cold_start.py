@@ -8,9 +8,8 @@ implements `score_cold_users`, `score_new_items_idx` and, for similarity,
 `score_new_items`, `similar_new_items`) is the functions here, which check the capability
 and rank through `recforge.ranking`.
 
-`PipelineStateMixin` fits the pipelines before training and saves them with the weights, for
-models whose config has `use_item_features`, `use_user_features`, `text_buckets` and
-`zip_prefix`.
+Torch feature models build on `recforge.models.torch_base.FeatureTorchRecommender`, which
+fits the pipelines before training and saves them with the weights.
 """
 
 from __future__ import annotations
@@ -24,13 +23,14 @@ import scipy.sparse as sp
 
 from recforge.data.features import FeaturePipeline, entity_features
 from recforge.data.interactions import Interactions
-from recforge.linalg import dense, unit_rows
+from recforge.linalg import unit_rows
 from recforge.models.base import Recommender, as_list, candidate_mask, check_k, ranked_frame, request_items
 from recforge.models.capabilities import Capability
 from recforge.ranking import top_k
 
-__all__ = ["FeatureColdStart", "PipelineStateMixin", "as_feature_frame", "recommend_cold", "score_new_items",
-           "similar_new_items"]
+__all__ = ["FeatureColdStart", "as_feature_frame", "recommend_cold", "score_new_items", "similar_new_items"]
+
+_ITEM_PIPE, _USER_PIPE = "item_pipeline.", "user_pipeline."
 
 
 def as_feature_frame(features: pd.DataFrame | pd.Series | Mapping[str, Any]) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def similar_new_items(model: Recommender, item_features: pd.DataFrame | pd.Serie
     check_k(k)
     frame = as_feature_frame(item_features)
     new, known = model.new_item_vectors(frame)
-    items, scores = top_k(dense(unit_rows(new) @ unit_rows(known).T), k)
+    items, scores = top_k(np.asarray(unit_rows(new)) @ np.asarray(unit_rows(known)).T, k)
     return ranked_frame(model, frame.index.to_numpy(dtype=object), items, scores, "item_id", "similar_item_id")
 
 
@@ -107,19 +107,9 @@ class FeatureColdStart(Recommender):
         frame = pd.DataFrame(index=pd.Index([f"history-{i}" for i in range(len(histories))], dtype=object))
         return self.score_cold_users(frame, histories)
 
-    def _user_feature_rows(self, frame: pd.DataFrame | None, ids: Any) -> sp.csr_matrix | None:
-        pipe = self.user_pipeline_
-        return None if pipe is None else pipe.transform(frame, index=list(ids))
-
-    def _item_feature_rows(self, frame: pd.DataFrame | None, ids: Any) -> sp.csr_matrix | None:
-        pipe = self.item_pipeline_
-        return None if pipe is None else pipe.transform(frame, index=list(ids))
-
-
-class PipelineStateMixin(FeatureColdStart):
-    """Fits `item_pipeline_` / `user_pipeline_` before training and saves them with the weights."""
-
-    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
+    def _fit_feature_pipelines(self, interactions: Interactions) -> None:
+        """Fit `item_pipeline_` / `user_pipeline_` as the config says (`use_item_features`,
+        `use_user_features`, `text_buckets`, `zip_prefix`)."""
         cfg: Any = self.config
         self.user_pipeline_ = self.item_pipeline_ = None
         if cfg.use_item_features:
@@ -128,17 +118,25 @@ class PipelineStateMixin(FeatureColdStart):
         if cfg.use_user_features:
             self.user_pipeline_, _ = entity_features(interactions.user_features, self.user_map_.ids,
                                                      zip_prefix=cfg.zip_prefix)
-        super()._fit(interactions, validation)
 
-    def _get_state(self) -> dict[str, np.ndarray]:
-        state = super()._get_state()
+    def _pipeline_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted pipelines as arrays for the artifact's weights."""
+        state: dict[str, np.ndarray] = {}
         if self.item_pipeline_ is not None:
-            state.update(self.item_pipeline_.to_arrays("item_pipeline."))
+            state.update(self.item_pipeline_.to_arrays(_ITEM_PIPE))
         if self.user_pipeline_ is not None:
-            state.update(self.user_pipeline_.to_arrays("user_pipeline."))
+            state.update(self.user_pipeline_.to_arrays(_USER_PIPE))
         return state
 
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.item_pipeline_ = FeaturePipeline.from_arrays(state, "item_pipeline.")
-        self.user_pipeline_ = FeaturePipeline.from_arrays(state, "user_pipeline.")
-        super()._set_state(state)
+    def _restore_pipelines(self, state: dict[str, np.ndarray]) -> None:
+        """The pipelines back from `_pipeline_arrays` (None where none was saved)."""
+        self.item_pipeline_ = FeaturePipeline.from_arrays(state, _ITEM_PIPE)
+        self.user_pipeline_ = FeaturePipeline.from_arrays(state, _USER_PIPE)
+
+    def _user_feature_rows(self, frame: pd.DataFrame | None, ids: Any) -> sp.csr_matrix | None:
+        pipe = self.user_pipeline_
+        return None if pipe is None else pipe.transform(frame, index=list(ids))
+
+    def _item_feature_rows(self, frame: pd.DataFrame | None, ids: Any) -> sp.csr_matrix | None:
+        pipe = self.item_pipeline_
+        return None if pipe is None else pipe.transform(frame, index=list(ids))

@@ -31,8 +31,7 @@ from torch import nn
 
 from recforge.data.features import FeaturePipeline
 from recforge.data.interactions import Interactions
-from recforge.models.cold_start import PipelineStateMixin
-from recforge.models.torch_base import TorchRecommender
+from recforge.models.torch_base import FeatureTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
 from recforge.training.config import TrainingConfig
@@ -188,7 +187,7 @@ def _parts(tensors: list[torch.Tensor]) -> Parts:
     return emb, first, sq, x
 
 
-class DeepFM(PipelineStateMixin, TorchRecommender[FieldNetwork]):
+class DeepFM(FeatureTorchRecommender[FieldNetwork]):
     """DeepFM (Guo et al. 2017) over ID and feature fields, trained with BCE (module docstring)."""
 
     name = "deepfm"

@@ -29,6 +29,7 @@ import torch
 from recforge.data.interactions import Interactions
 from recforge.data.splitting import carve_validation
 from recforge.models.base import Recommender
+from recforge.models.cold_start import FeatureColdStart
 from recforge.training.config import TrainingConfig
 from recforge.training.trainer import (
     EpochRecord,
@@ -192,3 +193,19 @@ class TorchRecommender(Recommender, Generic[NetT]):
                 metric_name=None if np.isnan(metrics).all() else self.config.validation_metric,
                 best_epoch=int(state["history.best_epoch"]) or None,
             )
+
+
+class FeatureTorchRecommender(FeatureColdStart, TorchRecommender[NetT]):
+    """A torch model over user and item features (two-tower, DeepFM): fits the feature
+    pipelines before training and saves them with the network's weights."""
+
+    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
+        self._fit_feature_pipelines(interactions)
+        super()._fit(interactions, validation)
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {**super()._get_state(), **self._pipeline_arrays()}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self._restore_pipelines(state)
+        super()._set_state(state)

@@ -30,8 +30,7 @@ from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.linalg import unit_rows
 from recforge.models.base import EXPLAIN_COLUMNS, as_list
-from recforge.models.cold_start import PipelineStateMixin
-from recforge.models.torch_base import TorchRecommender
+from recforge.models.torch_base import FeatureTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
 from recforge.training.config import TrainingConfig
@@ -168,7 +167,7 @@ class TwoTowerNetwork(nn.Module):
         return u @ v.T + b
 
 
-class TwoTower(PipelineStateMixin, TorchRecommender):
+class TwoTower(FeatureTorchRecommender):
     """Two-tower model (see the module docstring); cold users/items through their features."""
 
     name = "two_tower"

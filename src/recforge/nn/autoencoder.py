@@ -45,6 +45,7 @@ def train_autoencoder(
 
         Trainer(cfg).fit(net, step, batches, rng=rng)
     first, last = encoder[0], encoder[-1]
+    assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)  # mlp starts and ends with a Linear
     return {k: v.detach().numpy().astype(np.float32) for k, v in
             (("w1", first.weight), ("b1", first.bias), ("w2", last.weight), ("b2", last.bias))}
 
