@@ -94,7 +94,8 @@ class RecommendationsIn(Strict):
     user_ids: list[Id] | None = Field(None, min_length=1, max_length=MAX_BATCH_USERS)
     items: list[Id] | None = Field(
         None, min_length=1, max_length=MAX_SESSION_ITEMS,
-        description="Anonymous session: items scored by summed item-item similarity")
+        description="Anonymous session: its items folded into the model (Recommender.score_histories), "
+                    "or ranked by the request's features for a feature model")
     k: K = 10
     exclude_seen: bool = True
     explain: bool = False
@@ -162,7 +163,9 @@ class Explanation(BaseModel):
 
 class RecItem(BaseModel):
     item_id: str
-    score: float | None
+    score: float | None = Field(description="The model's score (higher ranks first; its scale is the model's). "
+                                            "With fallback popularity: the share of training users who "
+                                            "interacted with the item, 0 to 1")
     rank: int
     title: str | None = None
     explanation: Explanation | None = None
