@@ -55,6 +55,12 @@ class RankedLists:
     scores: np.ndarray
     fallback: np.ndarray
 
+    @classmethod
+    def empty(cls, n_rows: int, k: int) -> RankedLists:
+        """`n_rows` lists of padding only (item -1, score -inf, no fallback), to be filled."""
+        return cls(np.full((n_rows, k), -1, np.int64), np.full((n_rows, k), -np.inf, np.float32),
+                   np.full(n_rows, None, dtype=object))
+
 
 def exclusion_mask_rows(exclude: Exclusion, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(row, item) index pairs of the excluded cells of a score block with `n_rows` rows."""

@@ -244,8 +244,7 @@ class Recommender(ArtifactIO, ABC):
         cand = None if candidates is None else self.item_map_.to_idx([str(c) for c in as_list(candidates)],
                                                                       what="item")
         given = request_items(events, ids, self.item_map_)
-        out = RankedLists(np.full((len(ids), k), -1, np.int64), np.full((len(ids), k), -np.inf, np.float32),
-                          np.full(len(ids), None, dtype=object))
+        out = RankedLists.empty(len(ids), k)
         known = np.flatnonzero(uidx >= 0)
         if len(known):
             out.items[known], out.scores[known] = self.recommend_idx(

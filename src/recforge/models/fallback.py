@@ -48,8 +48,7 @@ def rank_unknown(
     check_k(k)
     given = [history_indices(h, model.n_items) for h in histories]
     names = [str(i) for i in ids] if ids is not None else [f"anonymous-{i}" for i in range(len(given))]
-    out = RankedLists(np.full((len(given), k), -1, np.int64), np.full((len(given), k), -np.inf, np.float32),
-                      np.full(len(given), None, dtype=object))
+    out = RankedLists.empty(len(given), k)
     frame = feature_rows(model, names, user_features)
     has_features = np.array([frame is not None and u in frame.index for u in names], bool)
     by_features = np.flatnonzero(has_features)
