@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from recforge.config import ModelConfig
-from recforge.data.features import FeaturePipeline, entity_features
+from recforge.data.features import entity_features
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.linalg import dense, unit_rows
@@ -30,9 +30,6 @@ from recforge.models.cold_start import FeatureColdStart
 from recforge.nn.autoencoder import encode, train_autoencoder
 
 __all__ = ["ContentBased", "ContentConfig"]
-
-_ITEM_PIPE, _USER_PIPE = "item_pipeline.", "user_pipeline."
-
 
 class ContentConfig(ModelConfig):
     """Settings of `ContentBased`.
@@ -80,10 +77,11 @@ class ContentBased(FeatureColdStart):
         self.user_pipeline_, _ = entity_features(
             interactions.user_features, self.user_map_.ids, zip_prefix=cfg.zip_prefix)
         self.encoder_: dict[str, np.ndarray] | None = None
-        if cfg.autoencoder_dim is not None and self.item_pipeline_ is not None:
+        if cfg.autoencoder_dim is not None:
             raw = self._item_feature_rows(self.item_features_, self.item_map_.ids)
-            self.encoder_ = train_autoencoder(dense(raw), cfg.autoencoder_hidden_dim, cfg.autoencoder_dim,
-                                              cfg.autoencoder_epochs, cfg.learning_rate, cfg.seed, cfg.threads)
+            if raw is not None:  # None: no item features, nothing to compress
+                self.encoder_ = train_autoencoder(dense(raw), cfg.autoencoder_hidden_dim, cfg.autoencoder_dim,
+                                                  cfg.autoencoder_epochs, cfg.learning_rate, cfg.seed, cfg.threads)
         self._prepare()
         self.user_map_weights_ = self._fit_user_map()
 
@@ -105,20 +103,23 @@ class ContentBased(FeatureColdStart):
 
     def _profiles(self, frame: pd.DataFrame | None, ids: Any) -> np.ndarray | sp.csr_matrix:
         """Unit item profiles of `ids` from features (or the autoencoder code of them)."""
-        if self.item_pipeline_ is None:
+        raw = self._item_feature_rows(frame, ids)
+        if raw is None:  # no item pipeline: the items' interaction columns
             if frame is not None and len(ids) and not np.array_equal(np.asarray(ids), self.item_map_.ids):
                 raise ConfigError("this content model was trained without item features")
             return unit_rows(self.seen_.T.tocsr())
-        raw = self._item_feature_rows(frame, ids)
         if self.encoder_ is not None:
             return unit_rows(encode(self.encoder_, dense(raw)))
         return unit_rows(raw)
 
     def _fit_user_map(self) -> np.ndarray | None:
         """Ridge map W, (F_user, F): user features → the user's profile (for cold users)."""
-        if self.user_pipeline_ is None or self.item_pipeline_ is None:
+        if self.item_pipeline_ is None:
             return None
-        X = dense(self._user_feature_rows(self.user_features_, self.user_map_.ids)).astype(np.float64)
+        rows = self._user_feature_rows(self.user_features_, self.user_map_.ids)
+        if rows is None:  # no user features
+            return None
+        X = dense(rows).astype(np.float64)
         Y = dense(self._user_profiles(self.liked_)).astype(np.float64)
         gram = X.T @ X + self.config.regularization * np.eye(X.shape[1])
         return np.linalg.solve(gram, X.T @ Y).astype(np.float32)
@@ -129,10 +130,11 @@ class ContentBased(FeatureColdStart):
         counts[counts == 0] = 1.0
         mean = sp.diags(1.0 / counts) @ history
         out = mean @ self.profiles_
-        return sp.csr_matrix(out) if sp.issparse(out) else np.asarray(out, np.float32)
+        return np.asarray(out, np.float32) if isinstance(out, np.ndarray) else sp.csr_matrix(out)
 
-    def _cosine(self, user_profiles: np.ndarray | sp.spmatrix, items: np.ndarray | sp.spmatrix) -> np.ndarray:
-        return dense(unit_rows(user_profiles) @ items.T)
+    def _cosine(self, user_profiles: np.ndarray | sp.csr_matrix, items: np.ndarray | sp.csr_matrix) -> np.ndarray:
+        scores = unit_rows(user_profiles) @ items.T  # an ndarray, or a csr_matrix when both are sparse
+        return dense(scores if isinstance(scores, np.ndarray) else sp.csr_matrix(scores))
 
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
         user_idx = np.asarray(user_idx, np.int64)
@@ -158,8 +160,9 @@ class ContentBased(FeatureColdStart):
         profiles = dense(self._user_profiles(hist))
         has_history = np.array([len(h) > 0 for h in histories])
         if self.user_map_weights_ is not None and (~has_history).any():
-            X = dense(self._user_feature_rows(features, features.index))
-            profiles[~has_history] = X[~has_history] @ self.user_map_weights_
+            rows = self._user_feature_rows(features, features.index)
+            assert rows is not None  # a ridge map is fitted (and saved) only with a user pipeline
+            profiles[~has_history] = dense(rows)[~has_history] @ self.user_map_weights_
         return self._cosine(profiles, self.profiles_) + self._tiebreak[None, :]
 
     def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
@@ -214,11 +217,7 @@ class ContentBased(FeatureColdStart):
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:
-        state: dict[str, np.ndarray] = {}
-        if self.item_pipeline_ is not None:
-            state.update(self.item_pipeline_.to_arrays(_ITEM_PIPE))
-        if self.user_pipeline_ is not None:
-            state.update(self.user_pipeline_.to_arrays(_USER_PIPE))
+        state = self._pipeline_arrays()
         if self.user_map_weights_ is not None:
             state["user_map_weights"] = self.user_map_weights_
         for key, value in (self.encoder_ or {}).items():
@@ -226,8 +225,7 @@ class ContentBased(FeatureColdStart):
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.item_pipeline_ = FeaturePipeline.from_arrays(state, _ITEM_PIPE)
-        self.user_pipeline_ = FeaturePipeline.from_arrays(state, _USER_PIPE)
+        self._restore_pipelines(state)
         self.user_map_weights_ = state.get("user_map_weights")
         enc = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
         self.encoder_ = enc or None

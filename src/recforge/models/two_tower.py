@@ -104,6 +104,9 @@ class TwoTowerNetwork(nn.Module):
 
     #: the item biases hold popularity, which cold users lean on: no weight decay on them
     no_weight_decay = ("item_bias.weight",)
+    #: buffers: (n_users, F_u) and (n_items, F_i) encoded features (F = 0 without features)
+    user_x: torch.Tensor
+    item_x: torch.Tensor
 
     def __init__(self, n_users: int, n_items: int, user_x: torch.Tensor | None,
                  item_x: torch.Tensor | None, dim: int, hidden: int, init_std: float = 0.05) -> None:
@@ -158,6 +161,7 @@ class TwoTowerNetwork(nn.Module):
             bias = torch.zeros(x.shape[0], device=x.device)
         if self.item_tower is not None:
             vec = vec + self.item_tower(x)
+        if self.item_feature_bias is not None:  # present exactly when the item tower is
             bias = bias + self.item_feature_bias(x)[:, 0]
         return vec, bias
 
@@ -167,7 +171,7 @@ class TwoTowerNetwork(nn.Module):
         return u @ v.T + b
 
 
-class TwoTower(FeatureTorchRecommender):
+class TwoTower(FeatureTorchRecommender[TwoTowerNetwork]):
     """Two-tower model (see the module docstring); cold users/items through their features."""
 
     name = "two_tower"
@@ -181,7 +185,7 @@ class TwoTower(FeatureTorchRecommender):
             return None
         return torch.from_numpy(np.asarray(matrix.toarray(), np.float32))
 
-    def build_network(self, n_users: int, n_items: int) -> nn.Module:
+    def build_network(self, n_users: int, n_items: int) -> TwoTowerNetwork:
         user_x = self._tensor(self._user_feature_rows(self.user_features_, self.user_map_.ids))
         item_x = self._tensor(self._item_feature_rows(self.item_features_, self.item_map_.ids))
         net = TwoTowerNetwork(n_users, n_items, user_x, item_x, self.config.embedding_dim, self.config.hidden_dim)
@@ -199,7 +203,7 @@ class TwoTower(FeatureTorchRecommender):
         return net
 
     # ------------------------------------------------------------------ training
-    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan:
+    def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[TwoTowerNetwork]:
         cfg, device = self.config, self.device_
         users_np = train.user_idx.astype(np.int64)
         users = torch.from_numpy(users_np).to(device)
@@ -209,7 +213,7 @@ class TwoTower(FeatureTorchRecommender):
         log_q = torch.from_numpy(sampler.log_prob).to(device)
         use_logq = cfg.negative_sampling != "uniform"
         n, n_neg, lam = len(users_np), cfg.n_negatives, cfg.regularization
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         user_drop = cfg.id_dropout if cfg.user_id_dropout is None else cfg.user_id_dropout
         drop_users = user_drop if net.user_tower is not None else 0.0
         drop_items = cfg.id_dropout if net.item_tower is not None else 0.0
@@ -256,20 +260,20 @@ class TwoTower(FeatureTorchRecommender):
 
     # ------------------------------------------------------------------ scoring
     def score_tensor(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         uvec = net.user_vectors(users)
         vecs, bias = net.item_vectors()
         if items is None:
             return net.score_all(uvec, vecs, bias)
         return (uvec * vecs[items]).sum(1) + bias[items]
 
-    def item_embeddings(self) -> np.ndarray | None:
+    def item_embeddings(self) -> np.ndarray:
         with torch.no_grad():
             return self.network_.item_vectors()[0].cpu().numpy()
 
     def _cold_user_vectors(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> torch.Tensor:
         """Feature tower output, plus the mean item vector of request-time items when given."""
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         x = self._tensor(self._user_feature_rows(frame, frame.index))
         uvec = net.user_vectors(None, None if x is None else x.to(self.device_))
         if uvec.shape[0] == 0:
@@ -285,14 +289,14 @@ class TwoTower(FeatureTorchRecommender):
         return self._fold_in_by_features(histories)
 
     def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         with torch_threads(self.config.threads), torch.no_grad():
             uvec = self._cold_user_vectors(features, histories)
             vecs, bias = net.item_vectors()
             return net.score_all(uvec, vecs, bias).cpu().numpy()
 
     def score_new_items_idx(self, features: pd.DataFrame, user_idx: np.ndarray) -> np.ndarray:
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         with torch_threads(self.config.threads), torch.no_grad():
             x = self._tensor(self._item_feature_rows(features, features.index))
             uvec = net.user_vectors(torch.from_numpy(np.asarray(user_idx, np.int64)).to(self.device_))
@@ -302,7 +306,7 @@ class TwoTower(FeatureTorchRecommender):
             return net.score_all(uvec, vecs, bias).cpu().numpy()
 
     def new_item_vectors(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         with torch.no_grad():
             x = self._tensor(self._item_feature_rows(features, features.index))
             new = np.zeros((len(features), net.items.embedding_dim), np.float32) if x is None \
@@ -344,7 +348,7 @@ class TwoTower(FeatureTorchRecommender):
 
     def _feature_contributions(self, u: int, items: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Per item: (field labels, score − score with that field of the user or item unknown)."""
-        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        net = self.network_
         user_fields = _active_fields(self.user_pipeline_, net.user_x[u].cpu().numpy(), "user") \
             if net.user_tower is not None else []
         out = []
@@ -355,12 +359,13 @@ class TwoTower(FeatureTorchRecommender):
             for i in items:
                 full = float(base_u @ vecs[i] + bias[i])
                 names, deltas = [], []
-                for label, cols in user_fields:
-                    x = net.user_x[u].clone()
-                    x[cols] = 0.0
-                    occluded = net.users(uidx)[0] + net.user_tower(x.unsqueeze(0))[0]
-                    names.append(label)
-                    deltas.append(full - float(occluded @ vecs[i] + bias[i]))
+                if net.user_tower is not None:
+                    for label, cols in user_fields:
+                        x = net.user_x[u].clone()
+                        x[cols] = 0.0
+                        occluded = net.users(uidx)[0] + net.user_tower(x.unsqueeze(0))[0]
+                        names.append(label)
+                        deltas.append(full - float(occluded @ vecs[i] + bias[i]))
                 if net.item_tower is not None:
                     for label, cols in _active_fields(self.item_pipeline_, net.item_x[i].cpu().numpy(), "item"):
                         x = net.item_x[i].clone()
