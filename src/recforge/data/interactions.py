@@ -220,11 +220,14 @@ class Interactions:
     def sequences(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-user item sequences ordered by time, as CSR-style (indptr, item_idx).
 
-        User ``u``'s items are ``items[indptr[u]:indptr[u+1]]``, oldest first (ties and
-        missing timestamps keep file order).
+        User ``u``'s items are ``items[indptr[u]:indptr[u+1]]``, oldest first; equal
+        timestamps are ordered by item index (by item ID for numeric IDs, as PROTOCOL.md's
+        next-item split orders them); without timestamps, file order is the order.
         """
-        ts = self.timestamps if self.timestamps is not None else np.zeros(len(self), np.int64)
-        order = np.lexsort((np.arange(len(self)), ts, self.user_idx))
+        if self.timestamps is not None:
+            order = np.lexsort((self.item_idx, self.timestamps, self.user_idx))
+        else:
+            order = np.lexsort((np.arange(len(self)), self.user_idx))
         counts = np.bincount(self.user_idx, minlength=self.n_users)
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return indptr, self.item_idx[order]

@@ -145,6 +145,11 @@ class Recommender(ArtifactIO, ABC):
         if not getattr(self, "_fitted", False):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load() first")
 
+    def user_history(self, user_idx: int) -> np.ndarray:
+        """The training items of a known user: in time order for sequence models (which
+        override this), else in index order."""
+        return self.seen_[user_idx].indices.astype(np.int64)
+
     def item_embeddings(self) -> np.ndarray | None:
         """(n_items, d) item vectors when the model has them (used by `similar_items`)."""
         return None
@@ -210,12 +215,13 @@ class Recommender(ArtifactIO, ABC):
         self._check_fitted()
         check_k(k)
         allowed = candidate_mask(candidates, self.n_items)
+        ordered = self.supports(Capability.SEQUENCES)
         items_out = np.full((len(histories), k), -1, np.int64)
         scores_out = np.full((len(histories), k), -np.inf, np.float32)
         block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
         for start in range(0, len(histories), block):
             rows = slice(start, start + block)
-            chunk = [history_indices(h, self.n_items) for h in histories[rows]]
+            chunk = [history_indices(h, self.n_items, ordered) for h in histories[rows]]
             items_out[rows], scores_out[rows] = ranking.top_k(
                 self.score_histories(chunk), k, exclude=chunk if exclude_seen else None, candidates=allowed)
         return items_out, scores_out
@@ -246,6 +252,12 @@ class Recommender(ArtifactIO, ABC):
         given = request_items(events, ids, self.item_map_)
         out = RankedLists.empty(len(ids), k)
         known = np.flatnonzero(uidx >= 0)
+        if self.supports(Capability.SEQUENCES):  # events continue a known user's sequence
+            moved = known[[len(given[i]) > 0 for i in known]]
+            if len(moved):
+                hist = [np.concatenate([self.user_history(int(uidx[i])), given[i]]) for i in moved]
+                out.items[moved], out.scores[moved] = self.rank_histories(hist, k, exclude_seen, cand)
+                known = np.setdiff1d(known, moved)
         if len(known):
             out.items[known], out.scores[known] = self.recommend_idx(
                 uidx[known], k, exclude_seen, cand, extra_seen=[given[i] for i in known])
@@ -403,16 +415,20 @@ class Recommender(ArtifactIO, ABC):
         the history row through the network; popularity ignores it. The default sums the
         `similar_idx` rows of the history items. History items are not masked out.
         Histories are binary (every item weighs 1); an empty history scores 0 by default.
+        A sequence model (`Capability.SEQUENCES`) reads each history in its given order,
+        oldest first, repeats included; the others see the set of items.
         """
         self._check_fitted()
-        clean = [history_indices(h, self.n_items) for h in histories]
+        ordered = self.supports(Capability.SEQUENCES)
+        clean = [history_indices(h, self.n_items, ordered=ordered) for h in histories]
         if not clean:
             return np.zeros((0, self.n_items), np.float32)
         scores = np.asarray(self._score_histories(clean), np.float32)
         return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        """Fold-in scores of checked histories (sorted unique in-range indices); default: Σ similarities."""
+        """Fold-in scores of checked in-range histories (sorted unique, or as given for sequence
+        models); default: Σ similarities."""
         H = history_matrix(histories, self.n_items).tocsc()
         items = np.flatnonzero(np.diff(H.indptr))  # items in at least one history
         out = np.zeros((len(histories), self.n_items), np.float32)
@@ -571,10 +587,11 @@ def candidate_mask(candidates: np.ndarray | None, n_items: int) -> np.ndarray | 
 
 def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids: Sequence[str],
                   item_map: IdMap) -> list[np.ndarray]:
-    """Per ID of `ids`, the sorted unique indices of items given at request time.
+    """Per ID of `ids`, the indices of items given at request time, in the given order.
 
     `items` is None, a mapping ``{id: [raw item IDs]}``, or one list of raw item IDs for every
-    ID. Item IDs the model does not know are dropped (they cannot be scored or excluded).
+    ID. Item IDs the model does not know are dropped (they cannot be scored or excluded);
+    order and repeats are kept for sequence models (`history_indices` makes sets of them).
     """
     if items is None:
         return [np.zeros(0, np.int64) for _ in ids]
@@ -585,7 +602,7 @@ def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids
     out = []
     for given in lists:
         idx = item_map.lookup([str(x) for x in given]) if len(given) else np.zeros(0, np.int64)
-        out.append(np.unique(idx[idx >= 0]).astype(np.int64))
+        out.append(idx[idx >= 0].astype(np.int64))
     return out
 
 
@@ -596,12 +613,15 @@ def history_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matr
     return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(histories), n_items))
 
 
-def history_indices(history: Any, n_items: int) -> np.ndarray:
-    """A history as sorted unique int64 item indices; DataError when one is out of range."""
-    idx = np.unique(np.asarray(history, np.int64).ravel())
-    if len(idx) and (idx[0] < 0 or idx[-1] >= n_items):
+def history_indices(history: Any, n_items: int, ordered: bool = False) -> np.ndarray:
+    """A history as int64 item indices: sorted unique, or in its given order with `ordered`.
+
+    DataError when an index is out of range.
+    """
+    idx = np.asarray(history, np.int64).ravel()
+    if len(idx) and (idx.min() < 0 or idx.max() >= n_items):
         raise DataError(f"history item indices must lie in 0..{n_items - 1}")
-    return idx
+    return idx if ordered else np.unique(idx)
 
 
 def as_list(values: Any) -> list[Any]:

@@ -3,8 +3,9 @@
 A model class lists its capabilities in ``capabilities``; callers ask `Recommender.supports`
 (the one place they are checked) instead of probing for methods. The base class grants
 `FOLD_IN` and `EXPLAIN` to every model (a generic fold-in and nearest-item explanations);
-feature models add `COLD_USERS` and `COLD_ITEMS`; a composite model narrows its answer to
-what its parts can do.
+feature models add `COLD_USERS` and `COLD_ITEMS`; sequence models add `SEQUENCES` (histories
+are read in order, and a known user's new events continue their sequence); a composite model
+narrows its answer to what its parts can do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Capability(StrEnum):
     EXPLAIN = "explain"
     COLD_USERS = "cold_users"
     COLD_ITEMS = "cold_items"
+    SEQUENCES = "sequences"
 
     def describe(self) -> str:
         """What the capability lets a model do, as a verb phrase for messages."""
@@ -36,4 +38,5 @@ _DESCRIPTIONS = {
     Capability.EXPLAIN: "explain its recommendations",
     Capability.COLD_USERS: "rank users unknown to it from their features",
     Capability.COLD_ITEMS: "score items unknown to it from their features",
+    Capability.SEQUENCES: "rank from a user's ordered history (sequence models)",
 }

@@ -46,7 +46,8 @@ def rank_unknown(
     anonymous. `candidates`: item indices the lists may hold.
     """
     check_k(k)
-    given = [history_indices(h, model.n_items) for h in histories]
+    ordered = model.supports(Capability.SEQUENCES)
+    given = [history_indices(h, model.n_items, ordered=ordered) for h in histories]
     names = [str(i) for i in ids] if ids is not None else [f"anonymous-{i}" for i in range(len(given))]
     out = RankedLists.empty(len(given), k)
     frame = feature_rows(model, names, user_features)

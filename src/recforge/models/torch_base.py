@@ -100,6 +100,11 @@ class TorchRecommender(Recommender, Generic[NetT]):
             called with `items` when `pairs_via_rows` is set).
         """
 
+    def carve_validation(self, interactions: Interactions) -> tuple[Interactions, Interactions]:
+        """(train, validation) for early stopping when ``validation_ratio > 0``: a seeded random
+        share of each user's interactions; sequence models hold out each user's last one."""
+        return carve_validation(interactions, self.config.validation_ratio, seed=self.config.seed)
+
     def user_rows(self) -> sp.csr_matrix:
         """users × items binary history the network reads (see the class docstring)."""
         rows: sp.csr_matrix | None = getattr(self, "_rows", None)
@@ -113,7 +118,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
         with torch_threads(cfg.threads), seeded(cfg.seed, self.device_) as rng:
             train = interactions
             if validation is None and cfg.validation_ratio > 0:
-                train, validation = carve_validation(interactions, cfg.validation_ratio, seed=cfg.seed)
+                train, validation = self.carve_validation(interactions)
             self._rows = train.csr(binary=True) if train is not interactions else None
             self.network_ = self.build_network(n_users, n_items).to(self.device_)
             plan = self.training_plan(train, rng)

@@ -319,11 +319,11 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
         if body.items is not None:
             idx = lm.model.item_map_.lookup(body.items)
             unknown = [i for i, j in zip(body.items, idx, strict=True) if j < 0]
-            session = np.unique(idx[idx >= 0])
+            session = idx[idx >= 0]  # in the given order: a sequence model reads it as one
             ranked = lm.session(session, body.k, body.features)
             if ranked.fallback:
                 metrics.fallbacks.labels(kind=ranked.fallback).inc()
-            expl = lm.explain(ranked, session, "similar_to_session") if body.explain else None
+            expl = lm.explain(ranked, np.unique(session), "similar_to_session") if body.explain else None
             result = {"user_id": None, "items": _rec_items(lm, ranked, expl), "fallback": ranked.fallback}
             return {"results": [result], "unknown_items": unknown, "model": _model(lm)}
         user_ids = body.user_ids or []

@@ -284,7 +284,8 @@ class EventStore:
 
     # ------------------------------------------------------------------ reads
     def items_for_users(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Distinct item IDs with stored events, per user (users without events are absent)."""
+        """Item IDs with stored events per user, oldest first (event timestamp, then arrival),
+        each item once at its latest position; users without events are absent."""
         out: dict[str, list[str]] = {}
         if not user_ids:
             return out
@@ -293,13 +294,14 @@ class EventStore:
             with self._begin() as conn:
                 for start in range(0, len(user_ids), 500):
                     chunk = list(dict.fromkeys(user_ids[start:start + 500]))
-                    result = conn.execute(sa.select(ev.c.user_id, ev.c.item_id).distinct()
-                                          .where(ev.c.user_id.in_(chunk)))
+                    when = sa.func.coalesce(ev.c.timestamp, 0)
+                    result = conn.execute(sa.select(ev.c.user_id, ev.c.item_id).where(ev.c.user_id.in_(chunk))
+                                          .order_by(when, ev.c.id))
                     for user, item in result:
                         out.setdefault(user, []).append(item)
         except SQLAlchemyError as exc:
             raise StoreError(f"event store unavailable: {_one_line(exc)}") from None
-        return out
+        return {user: list(reversed(dict.fromkeys(reversed(items)))) for user, items in out.items()}
 
     def user_events(self, user_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """The user's newest stored events first, at most `limit`."""
