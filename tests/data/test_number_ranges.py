@@ -70,3 +70,10 @@ def test_load_file_names_the_file_column_row_and_count(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith(f"{path}: column 'rating' has 2 non-finite or out-of-range values")
     assert "first: row 2, 1e+308" in message and "\n" not in message
+
+
+def test_describe_shows_timestamps_without_a_calendar_date_as_numbers() -> None:
+    from recforge.data.datasets import describe
+
+    inter = Interactions.from_frame(_frame([1, 2, 3, 4], [86_400, 2, 3, 10**15]))
+    assert describe(inter)["time_span"] == {"start": "1970-01-01", "end": str(10**15)}

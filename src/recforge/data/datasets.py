@@ -142,4 +142,8 @@ def _number(value: float) -> str:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).date().isoformat()
+    """A Unix timestamp as an ISO date; the number itself when no calendar date fits it."""
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).date().isoformat()
+    except (OverflowError, OSError, ValueError):  # e.g. milliseconds, or not Unix time at all
+        return str(ts)
