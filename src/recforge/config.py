@@ -41,8 +41,8 @@ def describe_validation_error(exc: ValidationError) -> str:
 def parse_config(cls: type[ModelConfig], values: dict[str, Any]) -> ModelConfig:
     """Validate `values` into `cls`, turning pydantic's report into one ConfigError line.
 
-    The line names each bad key (an unknown one, or the value given) and ends with the
-    valid settings of `cls`, with their types and defaults.
+    The line names each bad key (an unknown one, or the value given) and then lists the
+    valid settings of `cls` with their types and defaults.
     """
     try:
         return cls(**values)
@@ -52,11 +52,15 @@ def parse_config(cls: type[ModelConfig], values: dict[str, Any]) -> ModelConfig:
             key = ".".join(str(p) for p in err["loc"]) or "config"
             if err["type"] == "extra_forbidden":
                 problems.append(f"unknown setting {key!r}")
-            else:
+            elif err["loc"]:
                 problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-        valid = ", ".join(f"{row['name']} ({row['type']}, default {row['default']})"
-                          for row in config_settings(cls))
-        raise ConfigError(f"invalid {cls.__name__}: {'; '.join(problems)}; valid settings: {valid}") from None
+            else:  # a check across settings: the input is the whole config
+                problems.append(err["msg"].removeprefix("Value error, "))
+        message = f"invalid {cls.__name__}: {'; '.join(problems)}"
+        if any(err["loc"] for err in exc.errors()):
+            message += "; valid settings: " + ", ".join(
+                f"{row['name']} ({row['type']}, default {row['default']})" for row in config_settings(cls))
+        raise ConfigError(message) from None
 
 
 def config_settings(cls: type[BaseModel]) -> list[dict[str, str]]:
