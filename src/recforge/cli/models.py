@@ -152,13 +152,9 @@ def _add_titles(frame: Any, model: Any, id_column: str, position: int) -> None:
 
     Data without titles (a plain interaction file) gets no empty column.
     """
-    feats = model.item_features_
-    if feats is None or "title" not in feats.columns:
-        return
-    titles = feats["title"].dropna().astype(str)
-    column = frame[id_column].astype(str).map(titles).fillna("")
-    if (column != "").any():
-        frame.insert(position, "title", column.to_numpy())
+    column = frame[id_column].astype(str).map(model.item_titles())
+    if column.notna().any():
+        frame.insert(position, "title", column.astype(object).fillna("").to_numpy())
 
 
 @handle_errors

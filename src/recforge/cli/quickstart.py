@@ -72,18 +72,12 @@ def quickstart_command(
     console.print(table)
     user = recommender.user_map_.ids[0]
     recs = recommender.recommend([user], k=k)
-    titles = (
-        recommender.item_features_["title"]
-        if recommender.item_features_ is not None and "title" in recommender.item_features_.columns
-        else None
-    )
     console.print(f"[bold]5. recommend[/bold] top-{k} for user {user}")
-    shown = recs["item_id"].map(titles).fillna("").astype(str) if titles is not None else None
-    if shown is not None and not (shown != "").any():
-        shown = None  # no titles in this data: no empty column
-    table = Table("rank", "item", *(["title"] if shown is not None else []), "score")
+    shown = recs["item_id"].astype(str).map(recommender.item_titles()).astype(object).fillna("")
+    has_titles = bool((shown != "").any())  # no titles in this data: no empty column
+    table = Table("rank", "item", *(["title"] if has_titles else []), "score")
     for pos, row in enumerate(recs.itertuples(index=False)):
-        title = [Text(shown.iloc[pos])] if shown is not None else []
+        title = [Text(shown.iloc[pos])] if has_titles else []
         table.add_row(str(row.rank), str(row.item_id), *title, f"{row.score:.4f}")
     console.print(table)
     console.print(f"next: recforge recommend --model {out / 'model'} --users {user} --k {k}")
