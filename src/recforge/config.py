@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticUndefined
 
 from recforge.errors import ConfigError
 
@@ -60,10 +63,13 @@ class ModelConfig(BaseModel):
     (64, 128, 8)
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # attribute docstrings become the fields' descriptions (shown by `recforge models NAME`)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
     task: Task = "topn"
+    """topn: implicit feedback, ranking; rating: explicit ratings, rating prediction."""
     seed: int = 42
+    """Seed of every random choice in training: same seed, same model."""
 
     default_rules: ClassVar[tuple[DefaultRule, ...]] = ()
 
@@ -140,11 +146,64 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 
 def parse_config(cls: type[ModelConfig], values: dict[str, Any]) -> ModelConfig:
-    """Validate `values` into `cls`, turning pydantic's report into one ConfigError line."""
+    """Validate `values` into `cls`, turning pydantic's report into one ConfigError line.
+
+    The line names each bad key (an unknown one, or the value given) and then lists the
+    valid settings of `cls` with their types and defaults.
+    """
     try:
         return cls(**values)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {cls.__name__}: {describe_validation_error(exc)}") from None
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "config"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown setting {key!r}")
+            elif err["loc"]:
+                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+            else:  # a check across settings: the input is the whole config
+                problems.append(err["msg"].removeprefix("Value error, "))
+        message = f"invalid {cls.__name__}: {'; '.join(problems)}"
+        if any(err["loc"] for err in exc.errors()):
+            message += "; valid settings: " + ", ".join(
+                f"{row['name']} ({row['type']}, default {row['default']})" for row in config_settings(cls))
+        raise ConfigError(message) from None
+
+
+def config_settings(cls: type[BaseModel]) -> list[dict[str, str]]:
+    """Each setting of a config class: name, type, default and description, as display text.
+
+    Derived from the pydantic fields (the description is the field's attribute docstring or
+    ``Field(description=...)``), so it cannot drift from what the config accepts.
+    """
+    rows = []
+    for name, field in cls.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        rows.append({
+            "name": name,
+            "type": type_label(field.annotation),
+            "default": "required" if default is PydanticUndefined else repr(default),
+            "description": " ".join((field.description or "").split()),
+        })
+    return rows
+
+
+def type_label(annotation: Any) -> str:
+    """A short type name: ``float``, ``int|None``, ``topn|rating``, ``list[int]``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return "|".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return "|".join(type_label(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_label(a) for a in args)}]" if args else name
+    if annotation is type(None):
+        return "None"
+    if annotation is Any:
+        return "any"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:

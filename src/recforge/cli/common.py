@@ -1,14 +1,22 @@
-"""Helpers shared by the CLI commands: one-line errors and option parsing."""
+"""Helpers shared by the CLI commands: one-line errors, the data-file options, consoles.
+
+Every command that reads an interaction file takes the same data options, declared once
+here (`ColumnsOpt`, `SepOpt`, `HeaderOpt`) and turned into the readers' keyword arguments
+by `file_options`.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
 from recforge.errors import ConfigError, RecforgeError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,3 +53,52 @@ def parse_columns(spec: str | None) -> dict[str, str] | None:
             raise ConfigError(f"bad --columns entry {part.strip()!r} (expected ROLE=NAME)")
         out[role.strip()] = name.strip()
     return out
+
+
+# ------------------------------------------------------------------ data-file options
+ColumnsOpt = Annotated[str | None, typer.Option(
+    "--columns", metavar="ROLE=NAME,...",
+    help="Map a file's columns by name or 0-based position: user=NAME,item=NAME"
+         "[,rating=NAME,timestamp=NAME]. Default: the usual names (user_id, userId, movieId, "
+         "rating, score, timestamp...).", show_default=False)]
+SepOpt = Annotated[str | None, typer.Option(
+    "--sep", "--delimiter", metavar="SEP",
+    help="Field delimiter of a text file: tab, comma, semicolon, pipe, space, '::' or any "
+         "string. Default: sniffed from the first lines.", show_default=False)]
+HeaderOpt = Annotated[bool | None, typer.Option(
+    "--header/--no-header",
+    help="Whether the file's first line names the columns. Default: sniffed.",
+    show_default=False)]
+
+_SEP_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|",
+              "space": r"\s+", "spaces": r"\s+", "whitespace": r"\s+", " ": r"\s+"}
+
+
+def file_options(columns: str | None, sep: str | None, header: bool | None) -> dict[str, Any]:
+    """The data options as keyword arguments of `load_file` / `load_dataset`."""
+    if sep is not None:
+        if sep == "":
+            raise ConfigError("--sep must not be empty")
+        sep = _SEP_NAMES.get(sep.lower() if sep.strip() else sep, sep)
+    return {"columns": parse_columns(columns), "sep": sep, "header": header}
+
+
+# ------------------------------------------------------------------ consoles
+#: width of a console that does not write to a terminal: wide enough that no table cell is cut
+PLAIN_WIDTH = 10_000
+
+
+def make_console(stderr: bool = False, quiet: bool = False) -> Console:
+    """A rich Console that never cuts table cells when its stream is not a terminal.
+
+    On a terminal rich fits tables to the window. Piped or redirected output has no window,
+    and rich would fall back to 80 columns and shorten cells to ``0.4…``; there the
+    console is as wide as its longest line and prints no colour codes.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=stderr, quiet=quiet)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, quiet=quiet, width=PLAIN_WIDTH, no_color=True,
+                   highlight=False, soft_wrap=False)

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from recforge.cli.common import handle_errors, parse_columns
+from recforge.cli.common import ColumnsOpt, HeaderOpt, SepOpt, file_options, handle_errors, make_console
 from recforge.data.cold import COLD_METHODS, cold_split
 from recforge.data.datasets import SyntheticSpec, describe, load_dataset
 from recforge.data.interactions import Interactions
@@ -22,26 +21,26 @@ app = typer.Typer(
     help="Inspect, split and fold datasets (built-in names, 'synthetic', or a file path).",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 DatasetArg = Annotated[str, typer.Argument(
+    metavar="DATASET",
     help="movielens-100k, movielens-1m, movielens-20m, movielens-latest-small, synthetic, "
          "or a CSV/TSV/Parquet file.", show_default=False)]
 DataDirOpt = Annotated[Path | None, typer.Option(
-    "--data-dir", help="Local unpacked copy of a built-in dataset (no download).")]
-ColumnsOpt = Annotated[str | None, typer.Option(
-    "--columns", help="Map a file's columns: user=NAME,item=NAME[,rating=NAME,timestamp=NAME].")]
+    "--data-dir", help="Local unpacked copy of a built-in dataset (no download).",
+    show_default="download once to $RECFORGE_DATA_DIR")]
 UsersOpt = Annotated[int, typer.Option("--users", help="synthetic: number of users.")]
 ItemsOpt = Annotated[int, typer.Option("--items", help="synthetic: number of items.")]
 InteractionsOpt = Annotated[int, typer.Option(
     "--interactions", help="synthetic: number of interactions.")]
 
 
-def _load(dataset: str, data_dir: Path | None, columns: str | None, users: int, items: int,
+def _load(dataset: str, data_dir: Path | None, files: dict[str, Any], users: int, items: int,
           interactions: int, seed: int) -> Interactions:
     spec = SyntheticSpec(n_users=users, n_items=items, n_interactions=interactions, seed=seed)
-    return load_dataset(dataset, data_dir=data_dir, columns=parse_columns(columns),
-                        synthetic=spec)
+    return load_dataset(dataset, data_dir=data_dir, synthetic=spec, **files)
 
 
 @app.command("info")
@@ -50,18 +49,22 @@ def info_command(
     dataset: DatasetArg,
     data_dir: DataDirOpt = None,
     columns: ColumnsOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    sep: SepOpt = None,
+    header: HeaderOpt = None,
+    json_out: Annotated[bool, typer.Option("--json/--table", help="Print one JSON object "
+                                           "instead of a table.")] = False,
     users: UsersOpt = 1000,
     items: ItemsOpt = 500,
     interactions: InteractionsOpt = 20_000,
     seed: Annotated[int, typer.Option("--seed", help="synthetic: random seed.")] = 0,
 ) -> None:
     """Sizes, density, rating histogram, activity quantiles and time span of a dataset."""
-    facts = describe(_load(dataset, data_dir, columns, users, items, interactions, seed))
+    files = file_options(columns, sep, header)
+    facts = describe(_load(dataset, data_dir, files, users, items, interactions, seed))
     if json_out:
         typer.echo(json.dumps({"dataset": dataset, **facts}))
         return
-    Console().print(_info_table(dataset, facts))
+    make_console().print(_info_table(dataset, facts))
 
 
 def _info_table(dataset: str, facts: dict[str, Any]) -> Table:
@@ -105,12 +108,15 @@ def split_command(
         "--seed", help="Seed of the split (and of synthetic data).")] = 42,
     data_dir: DataDirOpt = None,
     columns: ColumnsOpt = None,
+    sep: SepOpt = None,
+    header: HeaderOpt = None,
     users: UsersOpt = 1000,
     items: ItemsOpt = 500,
     interactions: InteractionsOpt = 20_000,
 ) -> None:
     """Split a dataset and write train.tsv / test.tsv (user_id, item_id, rating, timestamp)."""
-    inter = _load(dataset, data_dir, columns, users, items, interactions, seed)
+    inter = _load(dataset, data_dir, file_options(columns, sep, header), users, items,
+                  interactions, seed)
     if method in COLD_METHODS:
         train, test = cold_split(inter, method, test_ratio=test_ratio, seed=seed)
     else:

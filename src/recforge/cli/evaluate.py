@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from recforge.cli.common import handle_errors
+from recforge.cli.common import ColumnsOpt, HeaderOpt, SepOpt, file_options, handle_errors, make_console
 from recforge.errors import ConfigError, DataError
 
 TASKS = ("topn", "rating", "sampled")
@@ -38,18 +38,24 @@ def evaluate_command(
         help="Training interactions: the seen items and catalog for --recs (with --model, "
              "checked to be the data the model was trained on)."),
     task: str | None = typer.Option(
-        None, "--task", help="topn (full ranking), rating (RMSE/MAE) or sampled (NCF protocol); "
-                             "default: the model's task (topn with --recs)."),
+        None, "--task", help="topn (full ranking), rating (RMSE/MAE) or sampled (NCF protocol).",
+        show_default="the model's task; topn with --recs"),
     k: str = typer.Option("10,20", "--k", help="Comma-separated cut-offs K."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    json_out: bool = typer.Option(False, "--json/--table", help="Print one JSON object instead of a table."),
     recs: Path | None = typer.Option(
         None, "--recs", help="Score this recommendations TSV (user_id item_id rank, as written by "
                              "`recforge recommend --out`) instead of a model."),
     threshold: float = typer.Option(4.0, "--threshold", help="Rating task: liked = rating >= this."),
     negatives: int = typer.Option(100, "--negatives", min=1, help="Sampled task: negatives per test pair."),
     seed: int = typer.Option(0, "--seed", help="Sampled task: seed of the negative sampling."),
+    columns: ColumnsOpt = None,
+    sep: SepOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
-    """Evaluate a model (or a file of recommendation lists) on a test set, by the protocol."""
+    """Evaluate a model (or a file of recommendation lists) on a test set, by the protocol.
+
+    The data options (--columns, --sep, --header) apply to both --test and --train.
+    """
     from recforge.data.files import load_file
     from recforge.evaluation import evaluate as ev
 
@@ -58,12 +64,13 @@ def evaluate_command(
     ks = parse_ks(k)
     if model is None and recs is None:
         raise ConfigError("give --model (an artifact directory) or --recs (a recommendations file)")
-    test_data = load_file(test)
+    files = file_options(columns, sep, header)
+    test_data = load_file(test, **files)
     if recs is not None:
         if task not in (None, "topn"):
             raise ConfigError("--recs lists are scored as top-N only (--task topn)")
         if train is not None:
-            train_data = load_file(train)
+            train_data = load_file(train, **files)
         elif model is not None:
             train_data = _load(model).training_interactions()
         else:
@@ -73,7 +80,7 @@ def evaluate_command(
         assert model is not None  # without --recs, --model is required (checked above)
         recommender = _load(model)
         if train is not None:
-            fingerprint = load_file(train).fingerprint()
+            fingerprint = load_file(train, **files).fingerprint()
             if fingerprint != recommender.fingerprint_:
                 raise DataError(f"the model was not trained on {train} (data fingerprint "
                                 f"{recommender.fingerprint_} vs {fingerprint})")
@@ -102,7 +109,6 @@ def _load(path: Path) -> Any:
 
 
 def _print_result(payload: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from recforge.evaluation.report import metric_label
@@ -118,7 +124,7 @@ def _print_result(payload: dict[str, Any]) -> None:
         cells = [row.get(kk) for kk in cutoffs]
         table.add_row(metric_label(base), *["" if v is None else f"{v:.4f}" for v in cells])
     extra = {k: v for k, v in payload.items() if k not in ("task", "users", "metrics")}
-    console = Console()
+    console = make_console()
     console.print(f"task {payload['task']}: {payload['users']} test users"
                   + "".join(f", {k.replace('_', ' ')} {_short(v)}" for k, v in extra.items()))
     console.print(table)
@@ -130,35 +136,46 @@ def _short(value: Any) -> str:
 
 @handle_errors
 def benchmark_command(
-    config: Path = typer.Argument(..., help="Benchmark YAML (dataset, task, ks, models)."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="Benchmark YAML (dataset, task, ks, models)."),
     out: Path = typer.Option(..., "--out", help="Directory for results.json, results.md, report.html."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output on stderr."),
 ) -> None:
     """Train and evaluate every model of a benchmark config; write results and an HTML report.
 
-    A config with ``protocol: cold-start`` runs the cold-user / cold-item protocol instead
+    The results table goes to stdout: rendered on a terminal, plain Markdown (as in
+    results.md) when piped or redirected. Progress goes to stderr. A config with
+    ``protocol: cold-start`` runs the cold-user / cold-item protocol instead
     (`recforge.evaluation.cold`; results.json and results.md).
     """
-    from rich.console import Console
-    from rich.markdown import Markdown
-
     from recforge.evaluation import cold
     from recforge.evaluation.benchmark import run_benchmark
     from recforge.evaluation.report import results_markdown
 
     if cold.is_cold_config(config):
-        console = Console(stderr=True)
-        result = cold.run_cold_benchmark(config, out, log=(lambda _: None) if quiet else console.print)
-        if not quiet:
-            console.print(Markdown(cold.results_markdown(result)))
+        log = make_console(stderr=True, quiet=quiet)
+        result = cold.run_cold_benchmark(config, out, log=log.print)
+        print_markdown(cold.results_markdown(result))
         return
 
     results = run_benchmark(config, out, progress=not quiet)
-    if not quiet:
-        Console(stderr=True).print(Markdown(results_markdown(results)))
+    print_markdown(results_markdown(results))
     failed = [m["name"] for m in results["models"] if "error" in m]
     if failed:
         typer.echo(f"{len(failed)} model(s) failed: {', '.join(failed)} "
                    f"(see {out / 'results.json'})", err=True)
         if len(failed) == len(results["models"]):
             raise typer.Exit(1)
+
+
+def print_markdown(text: str) -> None:
+    """Markdown on stdout: rendered on a terminal, the text itself when piped or redirected.
+
+    Piped output keeps every cell whole and can be pasted into a README as it is.
+    """
+    from rich.markdown import Markdown
+
+    console = make_console()
+    if console.is_terminal:
+        console.print(Markdown(text))
+    else:
+        typer.echo(text.rstrip("\n"))

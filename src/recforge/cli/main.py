@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: flags as --x/--no-x, no boxes cut at 80 columns
 )
 app.add_typer(data_app, name="data", help="Inspect, split and fold datasets.")
 app.command("models")(model_commands.models_command)

@@ -7,22 +7,43 @@ from typing import Any
 
 import typer
 
-from recforge.cli.common import handle_errors, parse_columns
+from recforge.cli.common import ColumnsOpt, HeaderOpt, SepOpt, file_options, handle_errors, make_console
 from recforge.errors import ConfigError, DataError
 
 
 @handle_errors
-def models_command() -> None:
-    """List the registered models, one line each."""
-    from rich.console import Console
+def models_command(
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", show_default=False,
+        help="A model: print its settings (name, type, default, description)."),
+) -> None:
+    """List the registered models, or print one model's settings."""
+    import inspect
+
     from rich.table import Table
+    from rich.text import Text
 
-    from recforge.registry import available_models
+    from recforge.config import config_settings
+    from recforge.registry import available_models, get_model_class
 
-    table = Table("model", "what it is", box=None)
-    for name, summary in available_models().items():
-        table.add_row(name, summary)
-    Console().print(table)
+    console = make_console()
+    if name is None:
+        table = Table("model", "what it is", box=None)
+        for model_name, summary in available_models().items():
+            table.add_row(model_name, summary)
+        console.print(table)
+        return
+    config_class = get_model_class(name).config_class
+    console.print(f"{name}: {available_models()[name]}", markup=False)
+    table = Table("setting", "type", "default", "description", box=None)
+    for row in config_settings(config_class):
+        table.add_row(*(Text(row[key]) for key in ("name", "type", "default", "description")))
+    console.print(table)
+    doc = inspect.cleandoc(config_class.__doc__ or "")
+    if doc:
+        console.print(f"\n{doc}", markup=False, highlight=False)
+    console.print(f"\nset them with `recforge train --model {name} --set NAME=VALUE` "
+                  "(repeatable) or a --config YAML", markup=False, highlight=False)
 
 
 def load_params(config: Path | None, overrides: list[str], task: str | None) -> tuple[str | None, dict[str, Any]]:
@@ -50,44 +71,55 @@ def load_params(config: Path | None, overrides: list[str], task: str | None) -> 
 
 @handle_errors
 def train_command(
+    model: str = typer.Option(..., "--model", help="Registered model name (see `recforge models`)."),
     data: str = typer.Option(
         ..., "--data", help="Built-in dataset name (movielens-100k, synthetic...) or a CSV/TSV/Parquet file."
     ),
     out: Path = typer.Option(..., "--out", help="Directory to write the model artifact to."),
-    model: str | None = typer.Option(None, "--model", help="Registered model name (see `recforge models`)."),
-    task: str | None = typer.Option(None, "--task", help="topn (implicit, ranking) or rating (explicit prediction)."),
+    task: str | None = typer.Option(
+        None, "--task", help="topn (implicit, ranking) or rating (explicit prediction).",
+        show_default="the model's, see `recforge models NAME`"),
     config: Path | None = typer.Option(None, "--config", help="YAML file of model settings."),
-    set_: list[str] = typer.Option([], "--set", help="Override a setting: key=value (repeatable)."),
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Local copy of a built-in dataset."),
+    set_: list[str] = typer.Option(
+        [], "--set", metavar="KEY=VALUE", show_default=False,
+        help="Override a setting (repeatable); `recforge models NAME` lists them."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Local copy of a built-in dataset.",
+        show_default="download once to $RECFORGE_DATA_DIR"),
     items: Path | None = typer.Option(
         None, "--items", help="Item metadata file (id, title, ...) for a plain data file."
     ),
-    columns: str | None = typer.Option(
-        None, "--columns", help="Column mapping, e.g. user=uid,item=movie,rating=stars."
-    ),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads for torch models."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress output."),
+    columns: ColumnsOpt = None,
+    sep: SepOpt = None,
+    header: HeaderOpt = None,
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads for torch models.",
+        show_default="torch's, one per physical core"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
 ) -> None:
     """Train a model on a dataset and save it as an artifact directory."""
-    from rich.console import Console
-
     from recforge.data.datasets import load_dataset
-    from recforge.registry import create_model
+    from recforge.registry import create_model, get_model_class
 
-    console = Console(stderr=True, quiet=quiet)
+    console = make_console(stderr=True, quiet=quiet)
     if task is not None and task not in ("topn", "rating"):
         raise ConfigError(f"--task must be topn or rating, got {task!r}")
     yaml_name, params = load_params(config, set_, task)
-    name = model or yaml_name
-    if name is None:
-        raise ConfigError("no model given: use --model NAME (see `recforge models`)")
+    if yaml_name is not None and yaml_name != model:
+        raise ConfigError(f"--config {config} is for model {yaml_name!r}, not --model {model!r}")
+    name = model
+    get_model_class(name)  # an unknown name: one line listing the known models
     if threads is not None:
         _set_threads(threads)
     if not quiet and _accepts(name, "verbose"):
         params.setdefault("verbose", True)
-    recommender = create_model(name, params)
+    try:
+        recommender = create_model(name, params)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (`recforge models {name}` describes them)") from None
     with console.status(f"loading {data}"):
-        interactions = load_dataset(data, data_dir=data_dir, columns=parse_columns(columns), items_file=items)
+        interactions = load_dataset(data, data_dir=data_dir, items_file=items,
+                                    **file_options(columns, sep, header))
     console.print(f"data: {interactions.n_users} users, {interactions.n_items} items, {len(interactions)} interactions")
     console.print(f"training {name} ({recommender.config.task})")
     recommender.fit(interactions)
@@ -115,12 +147,14 @@ def _load_model(path: Path):
     return load_model(path)
 
 
-def _titles(model: Any, ids: Any) -> list[str]:
-    feats = model.item_features_
-    if feats is None or "title" not in feats.columns:
-        return ["" for _ in ids]
-    titles = feats["title"].astype(str)
-    return [titles.get(str(i), "") for i in ids]
+def _add_titles(frame: Any, model: Any, id_column: str, position: int) -> None:
+    """Insert a ``title`` column after `id_column` when the model knows titles of those items.
+
+    Data without titles (a plain interaction file) gets no empty column.
+    """
+    column = frame[id_column].astype(str).map(model.item_titles())
+    if column.notna().any():
+        frame.insert(position, "title", column.astype(object).fillna("").to_numpy())
 
 
 @handle_errors
@@ -129,10 +163,12 @@ def recommend_command(
     users: str = typer.Option(..., "--users", help="'all' or comma-separated user IDs."),
     k: int = typer.Option(10, "--k", min=1, max=10_000, help="Items per user."),
     out: Path | None = typer.Option(None, "--out", help="TSV file to write (user_id item_id rank score)."),
-    include_seen: bool = typer.Option(False, "--include-seen", help="Allow items the user has in training."),
-    unknown: str = typer.Option("error", "--unknown",
-                                help="Unknown users: error | skip | fallback (adds a fallback column)."),
-    explain: bool = typer.Option(False, "--explain", help="Add the training items behind each recommendation."),
+    include_seen: bool = typer.Option(
+        False, "--include-seen/--exclude-seen", help="Allow items the user has in training."),
+    unknown: str = typer.Option(
+        "error", "--unknown", help="Unknown users: error | skip | fallback (adds a fallback column)."),
+    explain: bool = typer.Option(
+        False, "--explain/--no-explain", help="Add the training items behind each recommendation."),
 ) -> None:
     """Top-K recommendations per user, never an item the user has in training."""
     if unknown not in ("error", "skip", "fallback"):
@@ -149,7 +185,7 @@ def recommend_command(
         frame.to_csv(out, sep="\t", index=False, float_format="%.6g")
         typer.echo(f"wrote {len(frame)} recommendations for {frame['user_id'].nunique()} users to {out}", err=True)
         return
-    frame.insert(3, "title", _titles(recommender, frame["item_id"]))
+    _add_titles(frame, recommender, "item_id", 3)
     _print_frame(frame)
 
 
@@ -173,7 +209,9 @@ def predict_command(
     model: Path = typer.Option(..., "--model", help="Model artifact directory."),
     pairs: Path = typer.Option(..., "--pairs", help="Table with user and item columns (e.g. u1.test)."),
     out: Path = typer.Option(..., "--out", help="TSV file to write (user_id item_id prediction)."),
-    columns: str | None = typer.Option(None, "--columns", help="Column mapping, e.g. user=uid,item=movie."),
+    columns: ColumnsOpt = None,
+    sep: SepOpt = None,
+    header: HeaderOpt = None,
 ) -> None:
     """Predicted score (rating, for rating models) of every (user, item) pair in a file."""
     import pandas as pd
@@ -181,7 +219,7 @@ def predict_command(
     from recforge.data.files import read_interactions_frame
 
     recommender = _load_model(model)
-    table = read_interactions_frame(pairs, columns=parse_columns(columns))
+    table = read_interactions_frame(pairs, **file_options(columns, sep, header))
     preds = recommender.predict(table["user_id"].astype(str), table["item_id"].astype(str))
     result = pd.DataFrame({"user_id": table["user_id"], "item_id": table["item_id"], "prediction": preds})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -202,12 +240,12 @@ def similar_command(
     model: Path = typer.Option(..., "--model", help="Model artifact directory."),
     item: str = typer.Option(..., "--item", help="Item ID."),
     k: int = typer.Option(10, "--k", min=1, max=10_000, help="Number of similar items."),
-    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    json_out: bool = typer.Option(False, "--json/--table", help="Print JSON instead of a table."),
 ) -> None:
     """Items most similar to one item under the model."""
     recommender = _load_model(model)
     frame = recommender.similar_items([item], k=k)
-    frame.insert(2, "title", _titles(recommender, frame["similar_item_id"]))
+    _add_titles(frame, recommender, "similar_item_id", 2)
     if json_out:
         typer.echo(frame.to_json(orient="records"))
         return
@@ -215,10 +253,10 @@ def similar_command(
 
 
 def _print_frame(frame: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(*[str(c) for c in frame.columns], box=None)
-    for row in frame.itertuples(index=False):
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    Console().print(table)
+    for row in frame.itertuples(index=False):  # Text: a title like "[Rec]" is not markup
+        table.add_row(*[Text(f"{v:.4f}" if isinstance(v, float) else str(v)) for v in row])
+    make_console().print(table)

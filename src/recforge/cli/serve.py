@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 ENV_CONFIG = "RECFORGE_SERVE_CONFIG"
 
 keys_app = typer.Typer(help="Manage API keys: only their SHA-256 hashes are stored.",
-                       no_args_is_help=True, pretty_exceptions_enable=False)
+                       no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def _require_extra(*modules: str) -> None:
@@ -67,7 +67,8 @@ def serve_command(
         None, "--keys-file", help="API keys file (see `recforge keys create`). Without it the "
                                   "service is open and binds to loopback addresses only."),
     workers: int = typer.Option(1, "--workers", min=1, max=64, help="uvicorn worker processes."),
-    public_metrics: bool = typer.Option(False, "--public-metrics", help="Serve /metrics without a key."),
+    public_metrics: bool = typer.Option(
+        False, "--public-metrics/--private-metrics", help="Serve /metrics without a key."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     table_prefix: str = typer.Option("", "--table-prefix", help="Prefix of the store's table "
                                      "names, for several services sharing one database."),
@@ -201,7 +202,8 @@ def retrain_command(
     out: Path = typer.Option(..., "--out", help="Directory for the new artifact."),
     store: str | None = typer.Option(None, "--store", help="Event store URL (default: the one "
                                      "`recforge serve` uses for this model)."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out directory."),
+    force: bool = typer.Option(
+        False, "--force/--no-force", help="Replace a non-empty --out directory."),
     table_prefix: str = typer.Option("", "--table-prefix", help="The store's table prefix, as "
                                      "given to `recforge serve`."),
 ) -> None:

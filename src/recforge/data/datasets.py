@@ -41,35 +41,38 @@ def load_dataset(
     columns: ColumnMap | None = None,
     items_file: str | Path | None = None,
     *,
+    sep: str | None = None,
+    header: bool | None = None,
     cache_dir: str | Path | None = None,
     synthetic: SyntheticSpec | None = None,
 ) -> Interactions:
     """Load a built-in dataset, a MovieLens folder or an interaction file.
 
-    `data_dir` points a built-in MovieLens name at a local unpacked copy; `columns` maps a
-    file's columns (see `load_file`); `items_file` adds item metadata (titles, genres...)
-    from a CSV/TSV keyed by item ID, overriding same-named columns.
+    `data_dir` points a built-in MovieLens name at a local unpacked copy; `columns`, `sep`
+    and `header` describe a file (see `load_file`); `items_file` adds item metadata
+    (titles, genres...) from a CSV/TSV keyed by item ID, overriding same-named columns.
     """
     text = str(name_or_path).strip()
     key = text.lower()
+    file_only = [flag for flag, value in (("--columns", columns or None), ("--sep", sep),
+                                          ("--header/--no-header", header)) if value is not None]
     if key == "synthetic" or key in movielens.DATASETS:
-        if columns:
-            raise DataError("--columns applies to data files, not to built-in datasets")
+        if file_only:
+            raise DataError(f"{file_only[0]} applies to data files, not to built-in datasets")
         if key == "synthetic":
             spec = synthetic or SyntheticSpec()
             inter = make_synthetic(spec.n_users, spec.n_items, spec.n_interactions, seed=spec.seed)
         else:
             inter = movielens.load_movielens(key, data_dir=data_dir, cache_dir=cache_dir)
     else:
-        inter = _load_path(text, data_dir, columns, cache_dir)
+        inter = _load_path(text, data_dir, cache_dir, columns=columns, sep=sep, header=header)
     if items_file is not None:
         inter = attach_item_metadata(inter, load_item_metadata(items_file), items_file)
     return inter
 
 
 def _load_path(
-    text: str, data_dir: str | Path | None, columns: ColumnMap | None,
-    cache_dir: str | Path | None,
+    text: str, data_dir: str | Path | None, cache_dir: str | Path | None, **file_options: Any,
 ) -> Interactions:
     path = Path(text).expanduser()
     if not path.exists():
@@ -86,7 +89,7 @@ def _load_path(
             if (path / spec.marker).is_file():
                 return spec.reader(path)
         raise DataError(f"{path} is a folder with no MovieLens files; give an interaction file")
-    return load_file(path, columns=columns)
+    return load_file(path, **file_options)
 
 
 def attach_item_metadata(
@@ -142,4 +145,8 @@ def _number(value: float) -> str:
 
 
 def _iso(ts: int) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).date().isoformat()
+    """A Unix timestamp as an ISO date; the number itself when no calendar date fits it."""
+    try:
+        return datetime.fromtimestamp(ts, tz=UTC).date().isoformat()
+    except (OverflowError, OSError, ValueError):  # e.g. milliseconds, or not Unix time at all
+        return str(ts)

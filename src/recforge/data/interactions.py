@@ -103,6 +103,11 @@ class Interactions:
             arr = getattr(self, name)
             if arr is not None and len(arr) != n:
                 raise DataError(f"{name} length differs from the interactions")
+        # arrays built without from_frame (readers, models) pass the same check
+        if self.ratings is not None:
+            check_numbers("rating", np.asarray(self.ratings), "ratings")
+        if self.timestamps is not None:
+            check_numbers("timestamp", np.asarray(self.timestamps), "timestamps")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -334,8 +339,17 @@ def _encode(values: pd.Series, given: IdMap | None) -> tuple[IdMap, np.ndarray]:
     return idmap, idmap.lookup(uniques)[codes]
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT64_BOUND = 2.0**63  # int64 holds [-2**63, 2**63); both bounds are exact as floats
+
+
 def _numeric_column(frame: pd.DataFrame, col: str | None, dtype: type) -> np.ndarray | None:
-    """A column as numbers, or None when absent; non-numeric or empty values raise DataError."""
+    """A column as numbers, or None when absent; bad values raise one DataError line.
+
+    Non-numeric and empty values are refused, and so is every number the stored dtype
+    cannot hold: NaN/inf, ratings beyond float32 (they would turn into inf), timestamps
+    outside int64 (they would wrap around). Rows are counted from 1, header excluded.
+    """
     if col is None or col not in frame.columns:
         return None
     raw = frame[col]
@@ -346,9 +360,38 @@ def _numeric_column(frame: pd.DataFrame, col: str | None, dtype: type) -> np.nda
         raise DataError(f"column {col!r} has non-numeric values ({int(bad.sum())} rows, e.g. {first!r})")
     if values.isna().any():
         raise DataError(f"column {col!r} has {int(values.isna().sum())} empty values")
-    if not np.isfinite(values.to_numpy(dtype=np.float64)).all():
-        raise DataError(f"column {col!r} has infinite values")
-    return values.to_numpy().astype(dtype)
+    numbers = values.to_numpy()
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        if numbers.dtype.kind in "fu":  # int64 itself cannot be out of range
+            check_numbers(col, numbers.astype(np.float64), "timestamps")
+    else:
+        check_numbers(col, numbers, "ratings")
+    return numbers.astype(dtype)
+
+
+def check_numbers(col: str, numbers: np.ndarray, kind: Literal["ratings", "timestamps"]) -> None:
+    """Refuse NaN, inf and values the stored dtype cannot hold, in one DataError line.
+
+    Ratings are stored as float32 (beyond ±3.4e38 they would become inf), timestamps as
+    int64 (outside [-2**63, 2**63) they would wrap around). The message names the column,
+    the count and the first bad row (counted from 1) and value.
+    """
+    if numbers.dtype.kind not in "fu":
+        return
+    if kind == "ratings":
+        low, high = -_FLOAT32_MAX, _FLOAT32_MAX
+        bad = ~np.isfinite(numbers) | (numbers < low) | (numbers > high)
+        bounds = f"[{low:.4g}, {high:.4g}]"
+    else:
+        low, high = -_INT64_BOUND, _INT64_BOUND
+        bad = ~np.isfinite(numbers) | (numbers < low) | (numbers >= high)
+        bounds = "[-2**63, 2**63)"
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise DataError(
+            f"column {col!r} has {len(rows)} non-finite or out-of-range values (first: row "
+            f"{rows[0] + 1}, {float(numbers[rows[0]])!r}); {kind} must be finite and within {bounds}"
+        )
 
 
 def _index_features(frame: pd.DataFrame | None) -> pd.DataFrame | None:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recforge.data.files import genre_columns, year_from_title
-from recforge.data.interactions import IdMap, Interactions
+from recforge.data.interactions import IdMap, Interactions, check_numbers
 from recforge.errors import DataError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
@@ -345,10 +345,16 @@ def _from_int_ids(
     try:
         users = ratings["user"].to_numpy(dtype=np.int64)
         items = ratings["item"].to_numpy(dtype=np.int64)
-        values = ratings["rating"].to_numpy(dtype=np.float32)
-        stamps = ratings["ts"].to_numpy(dtype=np.int64)
+        values = ratings["rating"].to_numpy(dtype=np.float64)
+        stamps = ratings["ts"].to_numpy()
     except (ValueError, TypeError) as exc:
         raise DataError(f"MovieLens ratings hold non-numeric values ({exc})") from None
+    # checked before the casts, which would turn 1e308 into inf and 1e30 into -2**63
+    check_numbers("rating", values, "ratings")
+    if stamps.dtype.kind not in "iuf":
+        raise DataError("MovieLens ratings hold non-numeric timestamps")
+    check_numbers("timestamp", stamps, "timestamps")
+    values, stamps = values.astype(np.float32), stamps.astype(np.int64)
     user_ids, user_idx = _dense_codes(users)
     item_ids, item_idx = _dense_codes(items)
     for frame in (user_features, item_features):
