@@ -258,5 +258,5 @@ def _print_frame(frame: Any) -> None:
 
     table = Table(*[str(c) for c in frame.columns], box=None)
     for row in frame.itertuples(index=False):  # Text: a title like "[Rec]" is not markup
-        table.add_row(*[Text(f"{v:.4f}" if isinstance(v, float) else str(v)) for v in row])
+        table.add_row(*[Text(f"{v:.4f}" if isinstance(v, float) else "" if v is None else str(v)) for v in row])
     make_console().print(table)
