@@ -13,6 +13,8 @@ A benchmark is a YAML file (validated by `BenchmarkConfig`, unknown keys rejecte
     task: topn                      # topn (full ranking) | rating (RMSE/MAE)
     ks: [10, 20]
     primary: ndcg@10                # picks "best"; default ndcg@10 (topn) / rmse (rating)
+    significance_metrics: [ndcg@10, recall@20]   # bootstrap CIs and paired tests vs the best
+    table_metrics: [ndcg@10, hr@10]  # columns of results.md (default: the compared, then more)
     models:
       - name: popularity
       - name: itemknn
@@ -119,6 +121,7 @@ class BenchmarkConfig(BaseModel):
     ks: list[int] = Field(default_factory=lambda: [10, 20])
     primary: str | None = None
     significance_metrics: list[str] | None = None
+    table_metrics: list[str] | None = None
     curve_k: int = Field(50, ge=1)
     threshold: float = 4.0
     n_bootstrap: int = Field(1000, ge=10)
@@ -134,6 +137,11 @@ class BenchmarkConfig(BaseModel):
             raise ValueError("ks must be positive integers")
         return sorted(set(ks))
 
+    @field_validator("table_metrics")
+    @classmethod
+    def _lower(cls, names: list[str] | None) -> list[str] | None:
+        return [m.lower() for m in names] if names is not None else None
+
     @model_validator(mode="after")
     def _consistent(self) -> BenchmarkConfig:
         keys = [m.key for m in self.models]
@@ -146,7 +154,7 @@ class BenchmarkConfig(BaseModel):
                 raise ValueError(f"model {m.key!r} has task {m.params['task']!r} but the "
                                  f"benchmark task is {self.task!r}")
         known = set(self.metric_names())
-        for name in [self.primary_metric(), *self.compared_metrics()]:
+        for name in [self.primary_metric(), *self.compared_metrics(), *(self.table_metrics or [])]:
             if name not in known:
                 listed = ", ".join(sorted(known))
                 raise ValueError(f"metric {name!r} is not computed (known: {listed})")
@@ -437,6 +445,7 @@ def run_benchmark(
             "ks": config.ks,
             "primary": primary,
             "compared": config.compared_metrics(),
+            "table": config.table_metrics,
             "threshold": config.threshold if config.task == "rating" else None,
             "bootstrap": {"n_resamples": config.n_bootstrap, "confidence": config.confidence,
                           "seed": config.seed},
