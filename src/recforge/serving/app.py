@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 
 from recforge import __version__
 from recforge.errors import DataError, RecforgeError, UnknownIdError
+from recforge.models.capabilities import Capability
 from recforge.serving import schemas as s
 from recforge.serving.auth import HEADER, KeyEntry, KeyRing
 from recforge.serving.metrics import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
@@ -222,9 +223,11 @@ def _rec_items(lm: LoadedModel, ranked: Ranked, explanations: list[dict[str, Any
 
 
 def _events(store: EventStore, lm: LoadedModel, user_ids: list[str], all_users: bool) -> dict[str, list[str]]:
-    """Stored event items per user: of every user when `all_users`, else of the unknown ones only
-    (they need them for fold-in)."""
-    wanted = user_ids if all_users else [u for u in user_ids if lm.user_idx(u) < 0]
+    """Stored event items per user: of every user when `all_users` or for a sequence model (whose
+    known users' events continue their sequence), else of the unknown ones only (they need them
+    for fold-in)."""
+    every = all_users or lm.model.supports(Capability.SEQUENCES)
+    wanted = user_ids if every else [u for u in user_ids if lm.user_idx(u) < 0]
     return store.items_for_users(wanted) if wanted else {}
 
 
