@@ -107,6 +107,20 @@ def test_table_metrics_choose_the_columns_and_the_table_gives_p_against_the_best
         load_config(_write(tsv_pair / "bad.yaml", {**yaml.safe_load(config.read_text()), "table_metrics": ["hr@50"]}))
 
 
+def test_exclude_seen_false_ranks_the_users_own_items_for_re_consumption(tsv_pair: Path):
+    data, _ = tiny_interactions()
+    again = data.to_frame().groupby("user_id").head(1)   # every user consumes a training item again
+    again.to_csv(tsv_pair / "data" / "again.tsv", sep="\t", index=False)
+    base = {"dataset": {"train": "data/train.tsv", "test": "data/again.tsv"}, "ks": [5], "n_bootstrap": 20,
+            "models": [{"name": "popularity"}]}
+    excluded = run_benchmark(_write(tsv_pair / "ex.yaml", base), tsv_pair / "ex", progress=False)
+    kept = run_benchmark(_write(tsv_pair / "keep.yaml", {**base, "exclude_seen": False}), tsv_pair / "keep",
+                         progress=False)
+    assert excluded["models"][0]["metrics"]["hr@5"] == 0.0 and excluded["protocol"]["exclude_seen"] is True
+    assert kept["models"][0]["metrics"]["hr@5"] > 0.0 and kept["protocol"]["exclude_seen"] is False
+    assert "the user's own included" in (tsv_pair / "keep" / "results.md").read_text()
+
+
 def test_rating_benchmark(tsv_pair: Path):
     config = _write(tsv_pair / "rating.yaml", {
         "dataset": {"train": str(tsv_pair / "data" / "train.tsv"),    # absolute paths work too

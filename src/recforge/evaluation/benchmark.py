@@ -12,6 +12,7 @@ A benchmark is a YAML file (validated by `BenchmarkConfig`, unknown keys rejecte
       # split: {method: random, test_fraction: 0.2, seed: 0}   # random | temporal | leave_one_out
     task: topn                      # topn (full ranking) | rating (RMSE/MAE)
     ks: [10, 20]
+    exclude_seen: true              # topn: leave each user's training items out (false: re-consumption)
     primary: ndcg@10                # picks "best"; default ndcg@10 (topn) / rmse (rating)
     significance_metrics: [ndcg@10, recall@20]   # bootstrap CIs and paired tests vs the best
     table_metrics: [ndcg@10, hr@10]  # columns of results.md (default: the compared, then more)
@@ -119,6 +120,7 @@ class BenchmarkConfig(BaseModel):
     dataset: DatasetConfig
     task: Literal["topn", "rating"] = "topn"
     ks: list[int] = Field(default_factory=lambda: [10, 20])
+    exclude_seen: bool = True
     primary: str | None = None
     significance_metrics: list[str] | None = None
     table_metrics: list[str] | None = None
@@ -343,9 +345,10 @@ def run_model(entry: ModelEntry, config: BenchmarkConfig, train: Interactions, t
     threads = thread_counts()["torch_threads"]
     if config.task == "topn":
         start = time.perf_counter()
-        model.recommend_idx(np.arange(model.n_users), k=max(config.ks), exclude_seen=True)
+        model.recommend_idx(np.arange(model.n_users), k=max(config.ks), exclude_seen=config.exclude_seen)
         recommend_seconds = time.perf_counter() - start
-        result = evaluate_topn(model, test, config.ks, depth=max(config.curve_k, *config.ks))
+        result = evaluate_topn(model, test, config.ks, depth=max(config.curve_k, *config.ks),
+                               exclude_seen=config.exclude_seen)
     else:
         result = evaluate_rating(model, test, threshold=config.threshold)
         recommend_seconds = result.info["predict_seconds"]
@@ -441,7 +444,7 @@ def run_benchmark(
         "protocol": {
             "task": config.task,
             "ranking": "full" if config.task == "topn" else None,
-            "exclude_seen": config.task == "topn",
+            "exclude_seen": config.task == "topn" and config.exclude_seen,
             "ks": config.ks,
             "primary": primary,
             "compared": config.compared_metrics(),

@@ -105,7 +105,8 @@ def results_markdown(results: dict[str, Any]) -> str:
     header = ["model", *[metric_label(c) for c in cols], "p vs best", "train s", rank_word,
               "train ×", f"{rank_word.split()[0]} ×", "threads"]
     if task == "topn":
-        what = (f"top-N, full ranking of every training item minus the user's own, "
+        minus = " minus the user's own" if proto.get("exclude_seen", True) else " (the user's own included)"
+        what = (f"top-N, full ranking of every training item{minus}, "
                 f"{ds.get('test_users')} test users, {ds.get('items')} items")
     else:
         what = f"rating prediction, {ds.get('test_interactions')} test pairs, liked = rating ≥ " \
