@@ -44,6 +44,21 @@ def test_an_event_changes_a_known_users_next_items_at_once(make_client, transiti
     assert _ids(batch[0]) == _ids(after) and batch[1]["fallback"] is None
 
 
+def test_explanations_follow_the_sequence_that_was_ranked(make_client, transition_dir: Path):
+    client = make_client(transition_dir)
+
+    def top_explanation() -> dict:
+        return client.get("/v1/users/u9/recommendations?k=1&explain=true").json()["items"][0]["explanation"]
+
+    # the model's own: the last training item a raised b's score
+    assert top_explanation()["reason"] == "history_contribution"
+    assert [b["item_id"] for b in top_explanation()["because"]] == ["a"]
+    client.post("/v1/events", json={"events": [{"user_id": "u9", "item_id": "d"}]})
+    # e now follows the event d: the training-only explanation would be stale, so d is named
+    after = top_explanation()
+    assert after["reason"] == "similar_to_history" and after["because"][0]["item_id"] == "d"
+
+
 def test_a_sessions_order_is_its_sequence(make_client, transition_dir: Path):
     client = make_client(transition_dir)
 

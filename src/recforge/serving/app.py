@@ -232,8 +232,13 @@ def _events(store: EventStore, lm: LoadedModel, user_ids: list[str], all_users: 
 
 
 def _explain(lm: LoadedModel, user_id: str, ranked: Ranked, events: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The model's own explanation for a known user; similarity to the history otherwise."""
-    if ranked.fallback is None:
+    """The model's own explanation for a known user; similarity to the history otherwise.
+
+    A sequence model's own `explain` reads the training sequence only, so a known user whose
+    stored events continued it is explained by similarity to the history and the events.
+    """
+    moved = lm.model.supports(Capability.SEQUENCES) and bool(events.get(user_id))
+    if ranked.fallback is None and not moved:
         own = lm.explain_known(user_id, ranked)
         if own is not None:
             return own
