@@ -38,6 +38,8 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "hybrid": ("recforge.models.hybrid:Hybrid",
                "CF + feature model blended by history length; features only for cold users."),
     "deepfm": ("recforge.models.deepfm:DeepFM", "DeepFM over ID and feature fields, BCE (Guo et al. 2017)."),
+    "transition": ("recforge.models.transition:Transition",
+                   "First-order Markov next-item counts (last item -> next), backed off to popularity."),
     "widedeep": ("recforge.models.deepfm:WideDeep", "Wide & Deep over ID and feature fields, BCE (Cheng et al. 2016)."),
 }
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from recforge.errors import ConfigError, DataError
-from recforge.evaluation.benchmark import load_config, run_benchmark, split_interactions
+from recforge.evaluation.benchmark import BenchmarkConfig, load_config, read_config, run_benchmark, split_interactions
 from recforge.evaluation.report import main as report_main
 from recforge.evaluation.report import update_readme
 from recforge.testing import tiny_interactions
@@ -88,6 +88,39 @@ def test_topn_benchmark_writes_results_markdown_and_html(tsv_pair: Path):
     assert "Significance" in page and "pop-again" in page
 
 
+def test_table_metrics_choose_the_columns_and_the_table_gives_p_against_the_best(tsv_pair: Path):
+    config = _write(tsv_pair / "cols.yaml", {
+        "dataset": {"train": "data/train.tsv", "test": "data/test.tsv"},
+        "ks": [2, 5], "n_bootstrap": 20, "table_metrics": ["HR@5", "mrr@2"],
+        "models": [{"name": "popularity"}, {"name": "ease"}],
+    })
+    results = run_benchmark(config, tsv_pair / "cols-out", progress=False)
+    assert results["best"] == "ease" and results["protocol"]["table"] == ["hr@5", "mrr@2"]
+    p_pop = next(s["p_wilcoxon"] for s in results["significance"]
+                 if s["model"] == "popularity" and s["metric"] == "ndcg@2")
+    md = (tsv_pair / "cols-out" / "results.md").read_text()
+    assert "| model | HR@5 | MRR@2 | p vs best | train s |" in md
+    rows = {line.split(" | ")[0].strip("| *"): line.split(" | ") for line in md.splitlines() if line.startswith("| ")}
+    assert rows["ease"][3] == "best"
+    assert rows["popularity"][3] == (f"{p_pop:.2e}" if p_pop < 1e-3 else f"{p_pop:.4f}")
+    with pytest.raises(ConfigError, match="'hr@50' is not computed"):
+        load_config(_write(tsv_pair / "bad.yaml", {**yaml.safe_load(config.read_text()), "table_metrics": ["hr@50"]}))
+
+
+def test_exclude_seen_false_ranks_the_users_own_items_for_re_consumption(tsv_pair: Path):
+    data, _ = tiny_interactions()
+    again = data.to_frame().groupby("user_id").head(1)   # every user consumes a training item again
+    again.to_csv(tsv_pair / "data" / "again.tsv", sep="\t", index=False)
+    base = {"dataset": {"train": "data/train.tsv", "test": "data/again.tsv"}, "ks": [5], "n_bootstrap": 20,
+            "models": [{"name": "popularity"}]}
+    excluded = run_benchmark(_write(tsv_pair / "ex.yaml", base), tsv_pair / "ex", progress=False)
+    kept = run_benchmark(_write(tsv_pair / "keep.yaml", {**base, "exclude_seen": False}), tsv_pair / "keep",
+                         progress=False)
+    assert excluded["models"][0]["metrics"]["hr@5"] == 0.0 and excluded["protocol"]["exclude_seen"] is True
+    assert kept["models"][0]["metrics"]["hr@5"] > 0.0 and kept["protocol"]["exclude_seen"] is False
+    assert "the user's own included" in (tsv_pair / "keep" / "results.md").read_text()
+
+
 def test_rating_benchmark(tsv_pair: Path):
     config = _write(tsv_pair / "rating.yaml", {
         "dataset": {"train": str(tsv_pair / "data" / "train.tsv"),    # absolute paths work too
@@ -125,6 +158,16 @@ def test_shipped_benchmark_configs_are_valid():
     assert [m.name for m in topn.models] == ["popularity", "itemknn", "userknn", "ease", "ials",
                                              "mf", "bpr", "ncf", "multvae"]
     assert topn.dataset.train == "../../shared/bench/ml-100k/topn_train.tsv"
+    # the next-item protocols; gru4rec and sasrec need not be registered for the YAML to be checked
+    for name, train in (("ml100k-next-item.yaml", "../../shared/bench/ml-100k/next_train.tsv"),
+                        ("ml1m-next-item.yaml", None)):
+        nxt = read_config(BENCHMARKS / name, BenchmarkConfig)
+        assert [m.name for m in nxt.models if m.name != "ease" or not m.label] == [
+            "popularity", "transition", "ease", "ials", "gru4rec", "sasrec"]
+        assert nxt.ks == [10, 20] and nxt.primary_metric() == "ndcg@10" and nxt.dataset.train == train
+        assert nxt.table_metrics == ["ndcg@10", "hr@10", "mrr@10", "ndcg@20", "hr@20", "mrr@20"]
+    ml1m = read_config(BENCHMARKS / "ml1m-next-item.yaml", BenchmarkConfig).dataset
+    assert ml1m.builtin == "movielens-1m" and ml1m.split is not None and ml1m.split.method == "leave_one_out"
     rating = load_config(BENCHMARKS / "ml100k-rating.yaml")
     assert rating.task == "rating"
     assert [m.name for m in rating.models] == ["popularity", "itemknn", "userknn", "mf", "autorec"]

@@ -62,9 +62,10 @@ def test_conformance(fitted: Fitted, name: str, variant: str, task: str, prop: s
 def test_every_registered_model_and_property_is_collected() -> None:
     ids = {p.id for p in PARAMS}
     assert {"ease-no_seen_items", "mf-rating-rating_clipping", "ncf.gmf-known_answer",
-            "autorec.user-rating-save_load_identical"} <= ids
+            "autorec.user-rating-save_load_identical", "transition-sequence_known_answer"} <= ids
     # properties that do not concern a model are left out, not skipped
-    assert not {"popularity-known_answer", "ease-rating_clipping", "mf.bce-rating-no_seen_items"} & ids
+    assert not {"popularity-known_answer", "ease-rating_clipping", "mf.bce-rating-no_seen_items",
+                "transition-known_answer", "ease-sequence_known_answer"} & ids
     assert {name for name, _, _ in conformance_cases()} >= {"popularity", "ease", "hybrid", "two_tower", "deepfm"}
 
 

@@ -12,7 +12,10 @@ A benchmark is a YAML file (validated by `BenchmarkConfig`, unknown keys rejecte
       # split: {method: random, test_fraction: 0.2, seed: 0}   # random | temporal | leave_one_out
     task: topn                      # topn (full ranking) | rating (RMSE/MAE)
     ks: [10, 20]
+    exclude_seen: true              # topn: leave each user's training items out (false: re-consumption)
     primary: ndcg@10                # picks "best"; default ndcg@10 (topn) / rmse (rating)
+    significance_metrics: [ndcg@10, recall@20]   # bootstrap CIs and paired tests vs the best
+    table_metrics: [ndcg@10, hr@10]  # columns of results.md (default: the compared, then more)
     models:
       - name: popularity
       - name: itemknn
@@ -117,8 +120,10 @@ class BenchmarkConfig(BaseModel):
     dataset: DatasetConfig
     task: Literal["topn", "rating"] = "topn"
     ks: list[int] = Field(default_factory=lambda: [10, 20])
+    exclude_seen: bool = True
     primary: str | None = None
     significance_metrics: list[str] | None = None
+    table_metrics: list[str] | None = None
     curve_k: int = Field(50, ge=1)
     threshold: float = 4.0
     n_bootstrap: int = Field(1000, ge=10)
@@ -134,6 +139,11 @@ class BenchmarkConfig(BaseModel):
             raise ValueError("ks must be positive integers")
         return sorted(set(ks))
 
+    @field_validator("table_metrics")
+    @classmethod
+    def _lower(cls, names: list[str] | None) -> list[str] | None:
+        return [m.lower() for m in names] if names is not None else None
+
     @model_validator(mode="after")
     def _consistent(self) -> BenchmarkConfig:
         keys = [m.key for m in self.models]
@@ -146,7 +156,7 @@ class BenchmarkConfig(BaseModel):
                 raise ValueError(f"model {m.key!r} has task {m.params['task']!r} but the "
                                  f"benchmark task is {self.task!r}")
         known = set(self.metric_names())
-        for name in [self.primary_metric(), *self.compared_metrics()]:
+        for name in [self.primary_metric(), *self.compared_metrics(), *(self.table_metrics or [])]:
             if name not in known:
                 listed = ", ".join(sorted(known))
                 raise ValueError(f"metric {name!r} is not computed (known: {listed})")
@@ -335,9 +345,10 @@ def run_model(entry: ModelEntry, config: BenchmarkConfig, train: Interactions, t
     threads = thread_counts()["torch_threads"]
     if config.task == "topn":
         start = time.perf_counter()
-        model.recommend_idx(np.arange(model.n_users), k=max(config.ks), exclude_seen=True)
+        model.recommend_idx(np.arange(model.n_users), k=max(config.ks), exclude_seen=config.exclude_seen)
         recommend_seconds = time.perf_counter() - start
-        result = evaluate_topn(model, test, config.ks, depth=max(config.curve_k, *config.ks))
+        result = evaluate_topn(model, test, config.ks, depth=max(config.curve_k, *config.ks),
+                               exclude_seen=config.exclude_seen)
     else:
         result = evaluate_rating(model, test, threshold=config.threshold)
         recommend_seconds = result.info["predict_seconds"]
@@ -433,10 +444,11 @@ def run_benchmark(
         "protocol": {
             "task": config.task,
             "ranking": "full" if config.task == "topn" else None,
-            "exclude_seen": config.task == "topn",
+            "exclude_seen": config.task == "topn" and config.exclude_seen,
             "ks": config.ks,
             "primary": primary,
             "compared": config.compared_metrics(),
+            "table": config.table_metrics,
             "threshold": config.threshold if config.task == "rating" else None,
             "bootstrap": {"n_resamples": config.n_bootstrap, "confidence": config.confidence,
                           "seed": config.seed},

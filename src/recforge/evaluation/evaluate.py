@@ -228,19 +228,22 @@ def score_topn(
     item_ids: np.ndarray | None = None,
     beyond_accuracy: bool = True,
     item_vectors: Matrix | None = None,
+    exclude_seen: bool = True,
 ) -> EvalResult:
     """Score top-K lists (rows aligned with the test users) against a test set.
 
     `seen` is the training users × items matrix and `item_popularity` the training users per
-    item; both define the catalog (the training items). The shared path of `evaluate_topn`
-    and `evaluate_lists`.
+    item; both define the catalog (the training items). Lists holding a training item of
+    their user are refused (`SeenItemError`) unless ``exclude_seen=False`` (re-consumption
+    data, where a user's own items may come again). The shared path of `evaluate_topn` and
+    `evaluate_lists`.
     """
     ks = _ks(ks)
     items = np.asarray(items, np.int64)
     if items.shape[1] < ks[-1]:
         raise ConfigError(f"lists are {items.shape[1]} deep, K={ks[-1]} needs deeper lists")
-    user_seen = _rows(seen, test.user_idx)
-    check_no_seen(items, user_seen, test.user_ids, item_ids)
+    if exclude_seen:
+        check_no_seen(items, _rows(seen, test.user_idx), test.user_ids, item_ids)
     hits = lookup_cells(test.relevant, items)
     n_items = seen.shape[1]
     n_train_users = seen.shape[0]
@@ -299,10 +302,13 @@ def evaluate_topn(
     *,
     depth: int | None = None,
     beyond_accuracy: bool = True,
+    exclude_seen: bool = True,
 ) -> EvalResult:
     """Full-ranking top-N evaluation of a fitted model on a test set (raw IDs).
 
-    Lists are ``max(ks)`` deep, or `depth` (for curves over K). ``info`` reports
+    Lists are ``max(ks)`` deep, or `depth` (for curves over K). Each user's training items
+    are left out of the ranking, unless ``exclude_seen=False`` (re-consumption data: a
+    user's own items may be the next ones). ``info`` reports
     ``unknown_users`` (zero hits), ``unknown_test_items`` (in the denominator) and
     ``recommend_seconds`` (wall time of the `recommend_idx` calls).
     """
@@ -317,7 +323,7 @@ def evaluate_topn(
     start_time = time.perf_counter()
     for start in range(0, len(rows), batch_size):
         sel = rows[start:start + batch_size]
-        rec, _ = model.recommend_idx(ts.user_idx[sel], k=depth, exclude_seen=True)
+        rec, _ = model.recommend_idx(ts.user_idx[sel], k=depth, exclude_seen=exclude_seen)
         rec = np.asarray(rec, np.int64)
         if rec.shape != (len(sel), depth) or rec.max(initial=-1) >= n_items:
             raise RecforgeError(f"{type(model).__name__}.recommend_idx returned malformed lists "
@@ -325,7 +331,7 @@ def evaluate_topn(
         items[sel] = rec
     seconds = time.perf_counter() - start_time
     result = score_topn(items, ts, model.seen_, model.item_popularity_, ks,
-                        item_ids=model.item_map_.ids, beyond_accuracy=beyond_accuracy)
+                        item_ids=model.item_map_.ids, beyond_accuracy=beyond_accuracy, exclude_seen=exclude_seen)
     result.info["recommend_seconds"] = seconds
     return result
 

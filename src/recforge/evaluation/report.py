@@ -69,8 +69,11 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def table_metrics(results: dict[str, Any]) -> list[str]:
-    """The metric columns of the results table: the compared (headline) ones, then a few more."""
+    """The metric columns of the results table: the benchmark's `table_metrics` when it lists
+    them, else the compared (headline) ones, then a few more."""
     proto = results["protocol"]
+    if proto.get("table"):
+        return list(proto["table"])
     compared = list(proto.get("compared") or [proto["primary"]])
     if proto["task"] == "rating":
         extra = ["rmse", "mae", "accuracy", "precision", "recall", "f1", "auc"]
@@ -97,10 +100,13 @@ def results_markdown(results: dict[str, Any]) -> str:
     cols = table_metrics(results)
     base = _baseline(results)
     rank_word = "rank s" if task == "topn" else "predict s"
-    header = ["model", *[metric_label(c) for c in cols], "train s", rank_word,
+    primary = proto["primary"]
+    p_best = {s["model"]: s["p_wilcoxon"] for s in results.get("significance", []) if s["metric"] == primary}
+    header = ["model", *[metric_label(c) for c in cols], "p vs best", "train s", rank_word,
               "train ×", f"{rank_word.split()[0]} ×", "threads"]
     if task == "topn":
-        what = (f"top-N, full ranking of every training item minus the user's own, "
+        minus = " minus the user's own" if proto.get("exclude_seen", True) else " (the user's own included)"
+        what = (f"top-N, full ranking of every training item{minus}, "
                 f"{ds.get('test_users')} test users, {ds.get('items')} items")
     else:
         what = f"rating prediction, {ds.get('test_interactions')} test pairs, liked = rating ≥ " \
@@ -109,9 +115,10 @@ def results_markdown(results: dict[str, Any]) -> str:
     threads = (f"{proto.get('cpu_count')} CPUs, torch threads {torch_threads}"
                if torch_threads else f"{proto.get('cpu_count')} CPUs; no model used torch")
     lines = [
-        f"Dataset **{ds.get('name')}** — {what}. Best by {metric_label(proto['primary'])}: "
-        f"**{results.get('best')}**. Speed is a ratio to `{proto.get('baseline')}` in the same "
-        f"run ({threads}).",
+        f"Dataset **{ds.get('name')}** — {what}. Best by {metric_label(primary)}: "
+        f"**{results.get('best')}**; p vs best: paired Wilcoxon test of the users' "
+        f"{metric_label(primary)} against it. Speed is a ratio to `{proto.get('baseline')}` in the "
+        f"same run ({threads}).",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
@@ -124,7 +131,8 @@ def results_markdown(results: dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
             continue
         m = r["metrics"]
-        row = [name, *[_fmt(m.get(c)) for c in cols], _seconds(r.get("train_seconds")),
+        p_value = "best" if r["name"] == results.get("best") else _p(p_best.get(r["name"]))
+        row = [name, *[_fmt(m.get(c)) for c in cols], p_value, _seconds(r.get("train_seconds")),
                _seconds(r.get("recommend_seconds")),
                _ratio(r.get("train_seconds"), base.get("train_seconds") if base else None),
                _ratio(r.get("recommend_seconds"), base.get("recommend_seconds") if base else None),

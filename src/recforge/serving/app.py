@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 
 from recforge import __version__
 from recforge.errors import DataError, RecforgeError, UnknownIdError
+from recforge.models.capabilities import Capability
 from recforge.serving import schemas as s
 from recforge.serving.auth import HEADER, KeyEntry, KeyRing
 from recforge.serving.metrics import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
@@ -222,15 +223,22 @@ def _rec_items(lm: LoadedModel, ranked: Ranked, explanations: list[dict[str, Any
 
 
 def _events(store: EventStore, lm: LoadedModel, user_ids: list[str], all_users: bool) -> dict[str, list[str]]:
-    """Stored event items per user: of every user when `all_users`, else of the unknown ones only
-    (they need them for fold-in)."""
-    wanted = user_ids if all_users else [u for u in user_ids if lm.user_idx(u) < 0]
+    """Stored event items per user: of every user when `all_users` or for a sequence model (whose
+    known users' events continue their sequence), else of the unknown ones only (they need them
+    for fold-in)."""
+    every = all_users or lm.model.supports(Capability.SEQUENCES)
+    wanted = user_ids if every else [u for u in user_ids if lm.user_idx(u) < 0]
     return store.items_for_users(wanted) if wanted else {}
 
 
 def _explain(lm: LoadedModel, user_id: str, ranked: Ranked, events: dict[str, list[str]]) -> list[dict[str, Any]]:
-    """The model's own explanation for a known user; similarity to the history otherwise."""
-    if ranked.fallback is None:
+    """The model's own explanation for a known user; similarity to the history otherwise.
+
+    A sequence model's own `explain` reads the training sequence only, so a known user whose
+    stored events continued it is explained by similarity to the history and the events.
+    """
+    moved = lm.model.supports(Capability.SEQUENCES) and bool(events.get(user_id))
+    if ranked.fallback is None and not moved:
         own = lm.explain_known(user_id, ranked)
         if own is not None:
             return own
