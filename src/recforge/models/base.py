@@ -534,8 +534,7 @@ class Recommender(ArtifactIO, ABC):
         rows = []
         for r, i in enumerate(items):
             w = np.asarray(weights[r], np.float32)[history]
-            order = np.argsort(-w, kind="stable")[:n]
-            for rank, j in enumerate(order, 1):
+            for rank, j in enumerate(ranking.top_k_row(w, n)[0], 1):
                 if w[j] > 0:
                     src = str(self.item_map_.ids[history[j]])
                     rows.append((str(self.item_map_.ids[i]), kind, src, titles.get(src, ""), float(w[j]), rank))

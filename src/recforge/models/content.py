@@ -28,6 +28,7 @@ from recforge.linalg import dense, unit_rows
 from recforge.models.base import EXPLAIN_COLUMNS, as_list, history_matrix
 from recforge.models.cold_start import FeatureColdStart
 from recforge.nn.autoencoder import encode, train_autoencoder
+from recforge.ranking import top_k_row
 
 __all__ = ["ContentBased", "ContentConfig"]
 
@@ -201,14 +202,14 @@ class ContentBased(FeatureColdStart):
             without = total[None, :] - P_liked
             loo = np.array([_cos(w, p_i) for w in without]) if len(liked) > 1 else np.zeros(len(liked))
             delta = full - loo
-            for rank, j in enumerate(np.argsort(-delta, kind="stable")[:n], 1):
+            for rank, j in enumerate(top_k_row(delta, n)[0], 1):
                 jid = str(self.item_map_.ids[liked[j]])
                 rows.append({"item_id": str(self.item_map_.ids[i]), "kind": "item", "source": jid,
                              "title": titles.get(jid, ""), "contribution": float(delta[j]), "rank": rank})
             if names is not None:
                 norm = float(np.linalg.norm(total)) or 1.0
                 terms = total * p_i / norm
-                for rank, f in enumerate(np.argsort(-terms, kind="stable")[:n], 1):
+                for rank, f in enumerate(top_k_row(terms, n)[0], 1):
                     if terms[f] <= 0:
                         break
                     rows.append({"item_id": str(self.item_map_.ids[i]), "kind": "feature", "source": names[f],

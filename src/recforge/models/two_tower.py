@@ -33,6 +33,7 @@ from recforge.models.base import EXPLAIN_COLUMNS, as_list
 from recforge.models.torch_base import FeatureTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
+from recforge.ranking import top_k_row
 from recforge.training.config import TrainingConfig
 from recforge.training.sampling import NegativeSampler, batch_indices
 from recforge.training.trainer import TrainingPlan, torch_threads
@@ -337,11 +338,11 @@ class TwoTower(FeatureTorchRecommender[TwoTowerNetwork]):
         for r, i in enumerate(items):
             iid = str(self.item_map_.ids[i])
             sims = unit[history] @ unit[i]
-            for rank, j in enumerate(np.argsort(-sims, kind="stable")[:n], 1):
+            for rank, j in enumerate(top_k_row(sims, n)[0], 1):
                 jid = str(self.item_map_.ids[history[j]])
                 rows.append((iid, "similar_item", jid, titles.get(jid, ""), float(sims[j]), rank))
             names, deltas = features[r]
-            order = [j for j in np.argsort(-deltas, kind="stable") if deltas[j] > 0][:n]
+            order = [j for j in top_k_row(deltas, n)[0] if deltas[j] > 0]
             for rank, j in enumerate(order, 1):
                 rows.append((iid, "feature", names[j], "", float(deltas[j]), rank))
         return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)

@@ -28,6 +28,7 @@ import pandas as pd
 from recforge.errors import ArtifactError, DataError, RecforgeError
 from recforge.models.base import Recommender
 from recforge.models.capabilities import Capability
+from recforge.ranking import top_k
 
 #: reason of an explanation by the kind of `Recommender.explain` row it starts with
 _REASONS = {"item": "history_contribution", "similar_item": "similar_to_history", "feature": "feature_match"}
@@ -231,12 +232,12 @@ class LoadedModel:
         sims = np.asarray(m.similar_idx(ranked.items), np.float64)[:, history]
         sims = np.nan_to_num(sims, nan=0.0, posinf=0.0, neginf=0.0)
         n_top = min(2, sims.shape[1])
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :n_top]
+        top = top_k(sims, n_top)[0]
         out = []
         for row, item in enumerate(ranked.items):
             because = []
             for j in top[row]:
-                if sims[row, j] > 0:
+                if j >= 0 and sims[row, j] > 0:
                     value = round(float(sims[row, j]), 6)
                     because.append({"item_id": str(m.item_map_.ids[history[j]]), "title": self.title(int(history[j])),
                                     "contribution": value, "similarity": value})
