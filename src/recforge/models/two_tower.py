@@ -27,8 +27,9 @@ from pydantic import Field
 from torch import nn
 
 from recforge.data.interactions import Interactions
-from recforge.models.base import EXPLAIN_COLUMNS, as_list
+from recforge.models.base import EXPLAIN_COLUMNS, as_list, history_matrix
 from recforge.models.content import ColdStartMixin, PipelineStateMixin, unit_rows
+from recforge.models.mf import softmax_fold_in
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -38,6 +39,12 @@ from recforge.training.trainer import TrainingPlan, torch_threads
 
 __all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNetwork"]
 
+#: least fold-in penalty per history item (the training L2 on ID embeddings is nominal). On
+#: 20 % of ML-100K's users held out of training (default settings, one split), with 3 (10)
+#: random items given, Recall@20 of their other items: 0.45 (0.52) at 0.2, 0.30 (0.36) at
+#: the default `regularization` 1e-4, 0.47 (0.50) at 0.5; popularity 0.43 (0.41); the former
+#: mean-of-item-vectors fold-in 0.23 (0.20)
+FOLD_IN_REGULARIZATION = 0.2
 
 
 class TwoTowerConfig(TrainingConfig):
@@ -170,7 +177,6 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
     config_class = TwoTowerConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: TwoTowerConfig
-    _score_histories = ColdStartMixin._fold_in_cold
 
     # ------------------------------------------------------------------ features
     def _tensor(self, matrix: Any) -> torch.Tensor | None:
@@ -277,6 +283,29 @@ class TwoTower(ColdStartMixin, PipelineStateMixin, TorchRecommender):
                 # heuristic fold-in: move the user towards the mean vector of the given items
                 uvec[row] = uvec[row] + vecs[torch.from_numpy(hist).to(self.device_)].mean(0)
         return uvec
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self._softmax_fold_in(histories)
+
+    def _softmax_fold_in(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Fold-in: a user with unknown features whose ID vector is solved from the history.
+
+        The user vector is ``f(x₀) + p``: the user tower's output for unknown features plus
+        the ID part p that maximises the softmax likelihood of the history items under the
+        fixed item vectors and biases (`softmax_fold_in`, penalty λ·|history| with λ =
+        max(`regularization`, `FOLD_IN_REGULARIZATION`)), as training fits ``e_u``. An empty
+        history gets ``f(x₀)`` alone, like a cold user without features.
+        """
+        cfg = self.config
+        net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
+        unknown = pd.DataFrame(index=pd.Index(["history"], dtype=object))
+        with torch_threads(cfg.threads), torch.no_grad():
+            offset = self._cold_user_vectors(unknown, [np.zeros(0, np.int64)])[0].cpu().numpy().astype(np.float64)
+            vecs, bias = (t.cpu().numpy().astype(np.float64) for t in net.item_vectors())
+        b = bias + vecs @ offset  # f(x₀) · v_i: the same per-item term for every folded-in user
+        reg = max(cfg.regularization, FOLD_IN_REGULARIZATION)
+        P = softmax_fold_in(vecs, b, history_matrix(histories, len(vecs)), reg)
+        return (P @ vecs.T + b).astype(np.float32)
 
     def _score_cold_users(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         net: TwoTowerNetwork = self.network_  # type: ignore[assignment]
