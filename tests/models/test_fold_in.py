@@ -137,8 +137,12 @@ def test_two_tower_fold_in_ranks_the_history_community_first(data: Interactions,
         assert scores[row, own_items].mean() > scores[row, other].mean() + 0.5
         ranked = [i for i in np.argsort(-scores[row], kind="stable") if i not in history]
         assert set(ranked[:3]) <= set(own_items), f"seed {seed}, row {row}: top items {ranked[:3]}"
+    # no history: exactly the cold user without features
     empty = model.score_histories([np.array([], np.int64)])[0]
-    assert np.ptp(empty) > 0  # no history: the unknown-features user, still ranked by the model
+    cold = model.recommend_cold(pd.DataFrame(index=pd.Index(["new"])), k=model.n_items)
+    expected = np.empty(model.n_items, np.float32)
+    expected[model.item_map_.to_idx(cold["item_id"].astype(str).tolist(), what="item")] = cold["score"]
+    np.testing.assert_allclose(empty, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_histories_are_refused(data: Interactions):
