@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from collections.abc import Mapping
@@ -234,8 +235,17 @@ def coerce_value(text: str) -> Any:
 
 
 def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` overrides (dotted keys reach nested dicts) to a config dict."""
-    out = dict(values)
+    """Apply ``key=value`` overrides (dotted keys reach nested dicts) to a config dict.
+
+    Values are parsed as YAML; `values` itself is left unchanged.
+
+    >>> base = {"epochs": 20, "optimizer": {"name": "adam"}}
+    >>> apply_overrides(base, ["epochs=5", "optimizer.lr=0.01", "layers=[64, 32]"])
+    {'epochs': 5, 'optimizer': {'name': 'adam', 'lr': 0.01}, 'layers': [64, 32]}
+    >>> base["optimizer"]
+    {'name': 'adam'}
+    """
+    out = copy.deepcopy(values)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")

@@ -103,6 +103,28 @@ def test_every_topn_model_folds_in_a_history(data: Interactions, name: str):
     assert set(ranked[:3]) <= set(neighbours.tolist()), f"{name}: top items {ranked[:3]}"
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 42])
+def test_two_tower_fold_in_ranks_the_history_community_first(data: Interactions, seed: int):
+    """The solved ID vector (not a heuristic) finds each community, whatever the seed.
+
+    Seed 1 once scored the second community's history below the first community's items.
+    """
+    model = tiny_model("two_tower", seed=seed).fit(data)
+    scores = model.score_histories([np.array([0, 1, 2]), np.array([12, 13])])
+    for row, history, own in ((0, [0, 1, 2], range(10)), (1, [12, 13], range(10, 20))):
+        own_items = sorted(set(own) - set(history))
+        other = sorted(set(range(20)) - set(own))
+        assert scores[row, own_items].mean() > scores[row, other].mean() + 0.5
+        ranked = [i for i in np.argsort(-scores[row], kind="stable") if i not in history]
+        assert set(ranked[:3]) <= set(own_items), f"seed {seed}, row {row}: top items {ranked[:3]}"
+    # no history: exactly the cold user without features
+    empty = model.score_histories([np.array([], np.int64)])[0]
+    cold = model.recommend_cold(pd.DataFrame(index=pd.Index(["new"])), k=model.n_items)
+    expected = np.empty(model.n_items, np.float32)
+    expected[model.item_map_.to_idx(cold["item_id"].astype(str).tolist(), what="item")] = cold["score"]
+    np.testing.assert_allclose(empty, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_bad_histories_are_refused(data: Interactions):
     model = create_model("ease").fit(data)
     with pytest.raises(DataError, match=r"0\.\.19"):

@@ -27,7 +27,11 @@ from recforge.linalg import Matrix, unit_rows
 
 
 def rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Root mean squared error; NaN for empty input."""
+    """Root mean squared error; NaN for empty input.
+
+    >>> rmse([4.0, 2.0, 5.0], [3.0, 2.0, 5.0])  # √(1/3)
+    0.57735
+    """
     t, p = _aligned(y_true, y_pred)
     return float(np.sqrt(np.mean((t - p) ** 2))) if len(t) else float("nan")
 
@@ -92,6 +96,13 @@ def auc_roc(y_true: np.ndarray, scores: np.ndarray) -> float:
 
     AUC = (Σ rank(positives) − P(P+1)/2) / (P·N) with average ranks; NaN when one class is
     empty.
+
+    Of the 2 × 2 positive/negative pairs, one is ordered wrongly and one is tied:
+
+    >>> auc_roc([True, False, True, False], [0.9, 0.9, 0.4, 0.6])
+    0.375
+    >>> auc_roc([True, True], [0.2, 0.3])
+    nan
     """
     t = np.asarray(y_true, bool).ravel()
     s = np.asarray(scores, np.float64).ravel()
@@ -188,7 +199,13 @@ def hit_rate_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
 
 
 def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
-    """DCG / IDCG with DCG = Σ_r hit_r / log2(r + 1), IDCG over min(K, |test items|) hits."""
+    """DCG / IDCG with DCG = Σ_r hit_r / log2(r + 1), IDCG over min(K, |test items|) hits.
+
+    One user hits at ranks 1 and 3 of 3 with two test items; one has no test item:
+
+    >>> ndcg_at_k([[True, False, True], [False, False, False]], [2, 0])  # (1 + 1/2) / (1 + 1/log2 3)
+    array([0.91972, 0.     ])
+    """
     h, n = _hits(hits, n_relevant)
     k = h.shape[1]
     discount = 1.0 / np.log2(np.arange(2, k + 2))
@@ -207,7 +224,11 @@ def average_precision_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarr
 
 
 def reciprocal_rank_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
-    """1 / rank of the first hit in the top K, 0 if none; its mean is MRR@K."""
+    """1 / rank of the first hit in the top K, 0 if none; its mean is MRR@K.
+
+    >>> reciprocal_rank_at_k([[False, False, True], [False, False, False]], [1, 1])
+    array([0.33333, 0.     ])
+    """
     h, _ = _hits(hits, n_relevant)
     any_hit = h.any(axis=1)
     first = np.argmax(h, axis=1) + 1

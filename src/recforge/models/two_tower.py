@@ -29,7 +29,8 @@ from torch import nn
 from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.linalg import unit_rows
-from recforge.models.base import EXPLAIN_COLUMNS, as_list
+from recforge.models.base import EXPLAIN_COLUMNS, as_list, history_matrix
+from recforge.models.mf import softmax_fold_in
 from recforge.models.torch_base import FeatureTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp
@@ -40,6 +41,12 @@ from recforge.training.trainer import TrainingPlan, torch_threads
 
 __all__ = ["TwoTower", "TwoTowerConfig", "TwoTowerNetwork"]
 
+#: least fold-in penalty per history item (the training L2 on ID embeddings is nominal). On
+#: 20 % of ML-100K's users held out of training (default settings, one split), with 3 (10)
+#: random items given, Recall@20 of their other items: 0.45 (0.52) at 0.2, 0.30 (0.36) at
+#: the default `regularization` 1e-4, 0.47 (0.50) at 0.5; popularity 0.43 (0.41); the former
+#: mean-of-item-vectors fold-in 0.23 (0.20)
+FOLD_IN_REGULARIZATION = 0.2
 
 
 class TwoTowerConfig(TrainingConfig):
@@ -287,7 +294,27 @@ class TwoTower(FeatureTorchRecommender[TwoTowerNetwork]):
         return uvec
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self._fold_in_by_features(histories)
+        return self._softmax_fold_in(histories)
+
+    def _softmax_fold_in(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Fold-in: a user with unknown features whose ID vector is solved from the history.
+
+        The user vector is ``f(x₀) + p``: the user tower's output for unknown features plus
+        the ID part p that maximises the softmax likelihood of the history items under the
+        fixed item vectors and biases (`softmax_fold_in`, penalty λ·|history| with λ =
+        max(`regularization`, `FOLD_IN_REGULARIZATION`)), as training fits ``e_u``. An empty
+        history gets ``f(x₀)`` alone, like a cold user without features.
+        """
+        cfg = self.config
+        net = self.network_
+        unknown = pd.DataFrame(index=pd.Index(["history"], dtype=object))
+        with torch_threads(cfg.threads), torch.no_grad():
+            offset = self._cold_user_vectors(unknown, [np.zeros(0, np.int64)])[0].cpu().numpy().astype(np.float64)
+            vecs, bias = (t.cpu().numpy().astype(np.float64) for t in net.item_vectors())
+        b = bias + vecs @ offset  # f(x₀) · v_i: the same per-item term for every folded-in user
+        reg = max(cfg.regularization, FOLD_IN_REGULARIZATION)
+        P = softmax_fold_in(vecs, b, history_matrix(histories, len(vecs)), reg)
+        return (P @ vecs.T + b).astype(np.float32)
 
     def score_cold_users(self, features: pd.DataFrame, histories: list[np.ndarray]) -> np.ndarray:
         net = self.network_
