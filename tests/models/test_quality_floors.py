@@ -12,7 +12,12 @@ import pytest
 
 from recforge.data.files import load_file
 from recforge.evaluation.evaluate import evaluate_rating, evaluate_topn
-from recforge.registry import create_model
+from recforge.registry import create_model, get_model_class
+
+
+def one_thread(name: str) -> dict[str, int]:
+    """threads=1 for torch models: a busy 2-core machine makes 2 spinning threads many times slower."""
+    return {"threads": 1} if "threads" in get_model_class(name).config_class.model_fields else {}
 
 #: NDCG@10 floors on the top-N split
 TOPN_FLOORS = {
@@ -44,7 +49,7 @@ def u1(ml100k_bench: Path):
 @pytest.mark.parametrize(("name", "floor"), TOPN_FLOORS.items())
 def test_topn_floor(name: str, floor: float, topn) -> None:
     train, test = topn
-    metrics = evaluate_topn(create_model(name).fit(train), test, ks=(10, 20)).metrics
+    metrics = evaluate_topn(create_model(name, **one_thread(name)).fit(train), test, ks=(10, 20)).metrics
     assert metrics["ndcg@10"] >= floor, f"{name}: NDCG@10 {metrics['ndcg@10']:.4f} < {floor}"
 
 
@@ -52,7 +57,7 @@ def test_topn_floor(name: str, floor: float, topn) -> None:
 @pytest.mark.parametrize(("name", "ceiling"), RATING_CEILINGS.items())
 def test_rating_ceiling(name: str, ceiling: float, u1) -> None:
     train, test = u1
-    metrics = evaluate_rating(create_model(name, task="rating").fit(train), test).metrics
+    metrics = evaluate_rating(create_model(name, task="rating", **one_thread(name)).fit(train), test).metrics
     assert metrics["rmse"] <= ceiling, f"{name}: RMSE {metrics['rmse']:.4f} > {ceiling}"
 
 
@@ -63,6 +68,7 @@ def test_hybrid_beats_demographic_popularity_on_cold_users(ml100k_raw: Path):
     from recforge.evaluation.cold import ColdSide, cold_users, load_cold_config
 
     config = load_cold_config(Path(__file__).resolve().parents[2] / "benchmarks/ml100k-cold.yaml")
+    config = config.model_copy(update={"threads": 1})
     assert config.cold_users is not None
     side = ColdSide(baseline="demographic_popularity",
                     models=[m for m in config.cold_users.models if m.key in ("demographic_popularity", "hybrid")])
