@@ -38,6 +38,10 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "hybrid": ("recforge.models.hybrid:Hybrid",
                "CF + feature model blended by history length; features only for cold users."),
     "deepfm": ("recforge.models.deepfm:DeepFM", "DeepFM over ID and feature fields, BCE (Guo et al. 2017)."),
+    "gru4rec": ("recforge.models.gru4rec:GRU4Rec",
+                "GRU over the user's ordered items, softmax over the catalog at every step (Hidasi et al. 2016)."),
+    "sasrec": ("recforge.models.sasrec:SASRec",
+               "Causal self-attention over the user's ordered items, catalog softmax (Kang & McAuley 2018)."),
     "widedeep": ("recforge.models.deepfm:WideDeep", "Wide & Deep over ID and feature fields, BCE (Cheng et al. 2016)."),
 }
 
