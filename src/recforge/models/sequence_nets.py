@@ -243,7 +243,9 @@ class TorchSequenceModel(SequenceModel, TorchRecommender[SeqNetT], Generic[SeqNe
         occurrence of that history item is removed from the user's training sequence (the
         rest keeps its order), so rescoring the shortened sequence with `score_histories`
         gives the score minus `contribution`. Only items among the last `max_length` can
-        count; the `n` largest positive drops are listed per item.
+        count; the `n` largest drops are listed per item, best first. A drop can be negative
+        (removing that item would raise the score: a softmax model may find every item of a
+        history "used up"), so the list always names the history items that help most.
         """
         self._check_fitted()
         u = int(self.user_map_.to_idx([str(user_id)], what="user")[0])
@@ -257,8 +259,7 @@ class TorchSequenceModel(SequenceModel, TorchRecommender[SeqNetT], Generic[SeqNe
         rows = []
         for r, i in enumerate(items):
             iid = str(self.item_map_.ids[i])
-            order = [j for j in np.argsort(-drops[:, r], kind="stable") if drops[j, r] > 0][:n]
-            for rank, j in enumerate(order, 1):
+            for rank, j in enumerate(np.argsort(-drops[:, r], kind="stable")[:n], 1):
                 src = str(self.item_map_.ids[recent[j]])
                 rows.append((iid, "item", src, titles.get(src, ""), float(drops[j, r]), rank))
         return pd.DataFrame(rows, columns=EXPLAIN_COLUMNS)
