@@ -8,7 +8,7 @@ dropout → a linear map back to the embedding space, scored against the item em
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -31,9 +31,10 @@ class GRU4RecConfig(SequenceConfig):
 
     hidden_dim: int = Field(128, ge=1)
     n_layers: int = Field(1, ge=1)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(128, ge=1)
-    learning_rate: float = Field(2e-3, gt=0)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-2, gt=0)
+    lr_schedule: Literal["none", "cosine", "step"] = "cosine"
 
 
 class GRU4RecNetwork(SequenceNetwork):

@@ -11,7 +11,7 @@ stronger than the paper's sampled binary loss.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -33,12 +33,13 @@ class SASRecConfig(SequenceConfig):
     those of `SequenceConfig`.
     """
 
-    hidden_dim: int = Field(256, ge=1)
-    n_layers: int = Field(2, ge=1)
+    hidden_dim: int = Field(128, ge=1)
+    n_layers: int = Field(1, ge=1)
     n_heads: int = Field(2, ge=1)
-    epochs: int = Field(60, ge=1)
-    batch_size: int = Field(128, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(3e-3, gt=0)
+    lr_schedule: Literal["none", "cosine", "step"] = "cosine"
 
     @model_validator(mode="after")
     def _check_heads(self) -> SASRecConfig:

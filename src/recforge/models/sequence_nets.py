@@ -52,7 +52,12 @@ class SequenceConfig(TrainingConfig):
     item embeddings used by a batch (mean squared norm per position).
 
     Validation: any ``validation_ratio > 0`` holds out each user's **last** training
-    interaction (the next-item protocol's validation target), whatever the ratio's value.
+    interaction (the next-item protocol's validation target), whatever the ratio's value;
+    early stopping then restores the best epoch's weights and the model is used as is
+    (the full training sequences are kept for scoring).
+
+    `threads` defaults to 1: the per-step matrices are small, so a second thread gains
+    little, and on a shared machine oversubscribed threads made training ~5× slower.
     """
 
     task: Literal["topn"] = "topn"
@@ -65,6 +70,7 @@ class SequenceConfig(TrainingConfig):
     logq_correction: bool = True
     item_bias: bool = False
     regularization: float = Field(0.0, ge=0)
+    threads: int | None = Field(1, ge=1)
 
 
 class SequenceNetwork(nn.Module):
