@@ -36,7 +36,7 @@ class SASRecConfig(SequenceConfig):
     hidden_dim: int = Field(128, ge=1)
     n_layers: int = Field(1, ge=1)
     n_heads: int = Field(2, ge=1)
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(3e-3, gt=0)
     lr_schedule: Literal["none", "cosine", "step"] = "cosine"

@@ -62,7 +62,7 @@ class SequenceConfig(TrainingConfig):
 
     task: Literal["topn"] = "topn"
     embedding_dim: int = Field(64, ge=1)
-    max_length: int = Field(50, ge=1)
+    max_length: int = Field(25, ge=1)
     dropout: float = Field(0.2, ge=0, lt=1)
     loss: Literal["full_softmax", "softmax"] = "full_softmax"
     n_negatives: int = Field(256, ge=1)
