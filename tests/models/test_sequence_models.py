@@ -131,11 +131,14 @@ def test_sasrec_states_are_causal() -> None:
 def test_windows_make_every_item_but_each_users_first_a_target_once() -> None:
     indptr = np.array([0, 7, 8, 11])
     items = np.arange(11)
-    windows = sequence_windows(indptr, items, 3)
-    targets = windows[:, 1:][windows[:, 1:] > 0] - 1
-    assert sorted(targets.tolist()) == [1, 2, 3, 4, 5, 6, 9, 10]
-    assert windows.shape == (3, 4)
-    assert windows[0].tolist() == [4, 5, 6, 7]  # the newest window ends at the user's last item
+    for stride in (3, 2, 1):
+        windows, first = sequence_windows(indptr, items, 3, stride)
+        trained = (windows[:, 1:] > 0) & (np.arange(3)[None, :] >= first[:, None])
+        targets = windows[:, 1:][trained] - 1
+        assert sorted(targets.tolist()) == [1, 2, 3, 4, 5, 6, 9, 10], stride
+        assert windows[0].tolist() == [4, 5, 6, 7]  # the newest window ends at the user's last item
+    assert sequence_windows(indptr, items, 3)[0].shape == (3, 4)
+    assert sequence_windows(indptr, items, 3, 1)[0].shape == (5, 4)
     tokens, lengths = pad_sequences([items[:2], items[:5]], 3)
     assert tokens.tolist() == [[1, 2, 0], [3, 4, 5]] and lengths.tolist() == [2, 3]
 

@@ -48,7 +48,10 @@ class SequenceConfig(TrainingConfig):
     ``full_softmax`` (cross-entropy over every item at every position) or ``softmax``
     (sampled softmax over `n_negatives` items drawn per batch ∝ count^`negative_alpha`,
     shared by its positions, with logQ correction when `logq_correction`).
-    `item_bias`: learn a per-item output bias. `regularization`: λ of an L2 penalty on the
+    `window_stride`: training windows step back by this many items (None: `max_length`, no
+    overlap); a smaller stride trains every target with at least ``max_length − stride``
+    items of context, at ``max_length / stride`` times the cost. `item_bias`: learn a
+    per-item output bias. `regularization`: λ of an L2 penalty on the
     item embeddings used by a batch (mean squared norm per position).
 
     Validation: any ``validation_ratio > 0`` holds out each user's **last** training
@@ -70,6 +73,7 @@ class SequenceConfig(TrainingConfig):
     logq_correction: bool = True
     item_bias: bool = False
     regularization: float = Field(0.0, ge=0)
+    window_stride: int | None = Field(None, ge=1)
     threads: int | None = Field(1, ge=1)
 
 
@@ -107,27 +111,36 @@ class SequenceNetwork(nn.Module):
         return h[torch.arange(len(tokens), device=tokens.device), (lengths - 1).clamp_min(0)]
 
 
-def sequence_windows(indptr: np.ndarray, items: np.ndarray, max_length: int) -> np.ndarray:
+def sequence_windows(indptr: np.ndarray, items: np.ndarray, max_length: int,
+                     stride: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Training windows of ``max_length + 1`` tokens (item index + 1, right-padded with 0).
 
-    Each user's sequence is cut from its end backwards: windows end at n, n − L, n − 2L …
-    (L = `max_length`) and hold up to L + 1 items, so each item but the first is a target
-    exactly once, with up to L items of context. Sequences of one item give no window.
+    Each user's sequence is cut from its end backwards: windows end at n, n − s, n − 2s …
+    (s = `stride`, default L = `max_length`) and hold up to L + 1 items, down to the window
+    that starts at the user's first item. Returns (windows, first): in window w only the
+    targets from position ``first[w]`` on are trained, so that each item but the first is a
+    target exactly once — with s < L every trained target but the user's earliest ones
+    sees at least L − s items of context. Sequences of one item give no window.
 
-    >>> sequence_windows(np.array([0, 4, 5]), np.array([0, 1, 2, 3, 9]), 2).tolist()
-    [[2, 3, 4], [1, 2, 0]]
+    >>> w, first = sequence_windows(np.array([0, 4, 5]), np.array([0, 1, 2, 3, 9]), 2)
+    >>> w.tolist(), first.tolist()
+    ([[2, 3, 4], [1, 2, 0]], [0, 0])
+    >>> sequence_windows(np.array([0, 5]), np.arange(5), 3, stride=1)[1].tolist()
+    [2, 0]
     """
     L = max_length
+    s = L if stride is None else min(stride, L)
     n = np.diff(indptr)
-    per_user = np.where(n > 1, -(-(n - 1) // L), 0)
+    per_user = np.where(n > 1, 1 + -(-np.maximum(n - 1 - L, 0) // s), 0)
     user = np.repeat(np.arange(len(n)), per_user)
     k = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user)
-    end = n[user] - k * L
+    end = n[user] - k * s
     start = np.maximum(end - L - 1, 0)
     offs = np.arange(L + 1)
     valid = offs[None, :] < (end - start)[:, None]
     pos = indptr[user][:, None] + start[:, None] + offs[None, :]
-    return np.where(valid, items[np.where(valid, pos, 0)] + 1, 0).astype(np.int64)
+    windows = np.where(valid, items[np.where(valid, pos, 0)] + 1, 0).astype(np.int64)
+    return windows, np.where(start > 0, L - s, 0).astype(np.int64)
 
 
 def pad_sequences(sequences: list[np.ndarray], max_length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +184,10 @@ class TorchSequenceModel(SequenceModel, TorchRecommender[SeqNetT], Generic[SeqNe
     def training_plan(self, train: Interactions, rng: np.random.Generator) -> TrainingPlan[SeqNetT]:
         cfg, device = self.config, self.device_
         self._keep_sequences(train)
-        windows = torch.from_numpy(sequence_windows(self.sequence_indptr_, self.sequence_items_, cfg.max_length))
-        windows = windows.to(device)
+        cut, first = sequence_windows(self.sequence_indptr_, self.sequence_items_, cfg.max_length,
+                                      cfg.window_stride)
+        windows, first_t = torch.from_numpy(cut).to(device), torch.from_numpy(first).to(device)
+        positions = torch.arange(cfg.max_length, device=device)
         batch_size = int(cfg.batch_size)
         reg = float(cfg.regularization)
         sampled = cfg.loss == "softmax"
@@ -186,12 +201,13 @@ class TorchSequenceModel(SequenceModel, TorchRecommender[SeqNetT], Generic[SeqNe
                 negatives = None
                 if sampled:
                     negatives = torch.from_numpy(gen.choice(len(probs), n_neg, replace=False, p=probs)).to(device)
-                yield windows[torch.from_numpy(idx).to(device)], negatives
+                rows = torch.from_numpy(idx).to(device)
+                yield windows[rows], first_t[rows], negatives
 
-        def step(net: SeqNetT, batch: tuple[torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
-            window, negatives = batch
+        def step(net: SeqNetT, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]) -> torch.Tensor:
+            window, first_pos, negatives = batch
             tokens, targets = window[:, :-1], window[:, 1:]
-            mask = targets > 0
+            mask = (targets > 0) & (positions[None, :] >= first_pos[:, None])
             h = net.states(tokens)[mask]
             target = targets[mask] - 1
             if negatives is None:
