@@ -40,6 +40,10 @@ _REGISTRY: dict[str, tuple[str, str]] = {
     "deepfm": ("recforge.models.deepfm:DeepFM", "DeepFM over ID and feature fields, BCE (Guo et al. 2017)."),
     "transition": ("recforge.models.transition:Transition",
                    "First-order Markov next-item counts (last item -> next), backed off to popularity."),
+    "gru4rec": ("recforge.models.gru4rec:GRU4Rec",
+                "GRU over the user's ordered items, softmax over the catalog at every step (Hidasi et al. 2016)."),
+    "sasrec": ("recforge.models.sasrec:SASRec",
+               "Causal self-attention over the user's ordered items, catalog softmax (Kang & McAuley 2018)."),
     "widedeep": ("recforge.models.deepfm:WideDeep", "Wide & Deep over ID and feature fields, BCE (Cheng et al. 2016)."),
 }
 

@@ -60,6 +60,10 @@ TINY_SETTINGS: dict[str, dict[str, Any]] = {
     "deepfm": dict(epochs=30, learning_rate=0.03, batch_size=512, n_negatives=2, dropout=0.0, **_TORCH),
     "widedeep": dict(epochs=30, learning_rate=0.03, batch_size=512, n_negatives=2, dropout=0.0, **_TORCH),
     "hybrid": dict(cf_model="ease", feature_model="content"),
+    "gru4rec": dict(epochs=30, batch_size=8, learning_rate=0.01, embedding_dim=16, hidden_dim=16, max_length=12,
+                    dropout=0.0, **_TORCH),
+    "sasrec": dict(epochs=60, batch_size=8, learning_rate=0.01, embedding_dim=16, hidden_dim=16, n_layers=1,
+                   n_heads=1, max_length=12, dropout=0.2, **_TORCH),
 }
 #: further configurations the suite runs like registered models: name → label → overrides.
 #: A variant runs for every task its model supports, unless its overrides pin a `task`.
@@ -89,7 +93,7 @@ TOL = 1e-4
 
 
 def tiny_interactions(seed: int = 0) -> tuple[Interactions, np.ndarray]:
-    """Two-community data with ratings and timestamps, and each user's held-out item.
+    """Two-community data with ratings and (shuffled) timestamps, and each user's held-out item.
 
     Returns (interactions, held_out) where ``held_out[u]`` is the in-block item index that
     user ``u`` has not seen. In-block ratings are 4–5; a few cross-block ratings are 1–2 so
@@ -111,7 +115,9 @@ def tiny_interactions(seed: int = 0) -> tuple[Interactions, np.ndarray]:
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "rating"])
     frame["user_id"] = "u" + frame["user_id"].astype(str).str.zfill(2)
     frame["item_id"] = "i" + frame["item_id"].astype(str).str.zfill(2)
-    frame["timestamp"] = np.arange(len(frame), dtype=np.int64) + 1_000_000
+    # each user's items in a seeded random order: the order carries no signal, so a sequence
+    # model (`gru4rec`, `sasrec`) learns the community from any prefix, like the others do
+    frame["timestamp"] = np.random.default_rng(seed + 1).permutation(len(frame)).astype(np.int64) + 1_000_000
     inter = Interactions.from_frame(frame)
     # IDs are zero-padded, so sorted order equals the numeric order used above
     return inter, held
