@@ -342,7 +342,8 @@ def run_model(entry: ModelEntry, config: BenchmarkConfig, train: Interactions, t
     start = time.perf_counter()
     model.fit(train)
     train_seconds = time.perf_counter() - start
-    threads = thread_counts()["torch_threads"]
+    # a model with its own `threads` setting trains and scores on that many (torch_threads)
+    threads = getattr(model.config, "threads", None) or thread_counts()["torch_threads"]
     if config.task == "topn":
         start = time.perf_counter()
         model.recommend_idx(np.arange(model.n_users), k=max(config.ks), exclude_seen=config.exclude_seen)

@@ -112,7 +112,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         what = f"rating prediction, {ds.get('test_interactions')} test pairs, liked = rating ≥ " \
                f"{proto.get('threshold')}"
     torch_threads = proto.get("torch_threads")
-    threads = (f"{proto.get('cpu_count')} CPUs, torch threads {torch_threads}"
+    threads = (f"{proto.get('cpu_count')} CPUs; torch models on the threads column's count, "
+               f"{torch_threads} unless set"
                if torch_threads else f"{proto.get('cpu_count')} CPUs; no model used torch")
     lines = [
         f"Dataset **{ds.get('name')}** — {what}. Best by {metric_label(primary)}: "
