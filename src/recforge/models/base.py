@@ -186,8 +186,8 @@ class Recommender(ArtifactIO, ABC):
         check_k(k)
         user_idx = np.asarray(user_idx, np.int64)
         allowed = candidate_mask(candidates, self.n_items)
-        items_out = np.full((len(user_idx), k), -1, np.int64)
-        scores_out = np.full((len(user_idx), k), -np.inf, np.float32)
+        out = RankedLists.empty(len(user_idx), k)
+        items_out, scores_out = out.items, out.scores
         block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
         for start in range(0, len(user_idx), block):
             rows = slice(start, start + block)
@@ -216,8 +216,8 @@ class Recommender(ArtifactIO, ABC):
         check_k(k)
         allowed = candidate_mask(candidates, self.n_items)
         ordered = self.supports(Capability.SEQUENCES)
-        items_out = np.full((len(histories), k), -1, np.int64)
-        scores_out = np.full((len(histories), k), -np.inf, np.float32)
+        out = RankedLists.empty(len(histories), k)
+        items_out, scores_out = out.items, out.scores
         block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
         for start in range(0, len(histories), block):
             rows = slice(start, start + block)
