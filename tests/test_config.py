@@ -149,3 +149,22 @@ def test_config_json_stores_resolved_values_and_old_nulls_resolve_on_load(tmp_pa
     loaded = load_model(tmp_path)
     assert loaded.config == model.config
     np.testing.assert_array_equal(loaded.score(users), model.score(users))
+
+
+def test_an_artifact_saved_before_a_setting_existed_loads_with_its_old_behaviour(tmp_path):
+    """sasrec's `scale_embeddings` (default True) did not exist before: such an artifact loads unscaled."""
+    data, _ = tiny_interactions()
+    users = np.arange(data.n_users)
+    model = create_model("sasrec", scale_embeddings=False, embedding_dim=8, hidden_dim=8, max_length=4,
+                         epochs=1, batch_size=8).fit(data)
+    model.save(tmp_path)
+    config = read_json(tmp_path / "config.json")
+    del config["scale_embeddings"]
+    write_json(tmp_path / "config.json", config)
+    meta = read_json(tmp_path / "meta.json")
+    meta["files"]["config.json"] = sha256_file(tmp_path / "config.json")
+    write_json(tmp_path / "meta.json", meta)
+    loaded = load_model(tmp_path)
+    assert loaded.config.scale_embeddings is False  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+    assert create_model("sasrec").config.scale_embeddings is True  # type: ignore[attr-defined]

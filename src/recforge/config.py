@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 from recforge.errors import ConfigError
 
 __all__ = [
-    "RENAMED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task", "apply_overrides",
+    "ADDED_SETTINGS", "RENAMED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task", "apply_overrides",
     "coerce_value", "describe_validation_error", "parse_config", "read_yaml_mapping",
     "upgrade_saved_config",
 ]
@@ -127,11 +127,21 @@ RENAMED_SETTINGS: dict[str, dict[str, str]] = {
     "userknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
 }
 
+#: settings added since artifacts were first saved whose default changes what a model computes:
+#: model name -> {setting: the value that reproduces the older artifacts}. An artifact saved
+#: without the setting loads with that value, so it scores exactly as it did when saved.
+ADDED_SETTINGS: dict[str, dict[str, Any]] = {
+    "sasrec": {"scale_embeddings": False},
+}
+
 
 def upgrade_saved_config(model: str, values: dict[str, Any]) -> dict[str, Any]:
-    """A saved model's config dict with the settings renamed since then given their new names."""
+    """A saved model's config dict: settings renamed since then under their new names, and
+    settings added since then at the values that reproduce the saved model (`ADDED_SETTINGS`)."""
     renamed = RENAMED_SETTINGS.get(model, {})
     out = {renamed.get(key, key): value for key, value in values.items()}
+    for key, value in ADDED_SETTINGS.get(model, {}).items():
+        out.setdefault(key, value)
     for key, value in out.items():  # a composite's parts: ``cf_model`` with its ``cf_config``
         part = out.get(key.removesuffix("_config") + "_model") if key.endswith("_config") else None
         if isinstance(value, dict) and isinstance(part, str):

@@ -128,6 +128,21 @@ def test_sasrec_states_are_causal() -> None:
     assert not torch.allclose(ha[0, 3], hb[0, 3])
 
 
+def test_sasrec_scales_the_input_embeddings_not_the_output_table() -> None:
+    """With scale_embeddings the blocks see √d·item + position; the scored table is unchanged."""
+    torch.manual_seed(0)
+    plain = SASRecNetwork(20, 16, max_length=4, hidden_dim=16, n_layers=1, n_heads=2).eval()
+    scaled = SASRecNetwork(20, 16, max_length=4, hidden_dim=16, n_layers=1, n_heads=2, scale_embeddings=True).eval()
+    scaled.load_state_dict(plain.state_dict())
+    tokens = torch.tensor([[3, 5, 7, 0]])
+    with torch.no_grad():
+        plain.items.weight.mul_(4.0)  # √16 = 4: the plain net's inputs now equal the scaled net's
+        plain_states = plain.states(tokens)
+        plain.items.weight.div_(4.0)
+        np.testing.assert_allclose(scaled.states(tokens).numpy(), plain_states.numpy(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(scaled.item_table(), plain.item_table())
+
+
 def test_windows_make_every_item_but_each_users_first_a_target_once() -> None:
     indptr = np.array([0, 7, 8, 11])
     items = np.arange(11)

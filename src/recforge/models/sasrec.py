@@ -11,6 +11,7 @@ stronger than the paper's sampled binary loss.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 import torch
@@ -27,13 +28,16 @@ class SASRecConfig(SequenceConfig):
     """Hyperparameters of `SASRec`, chosen on each user's last training interaction of the
     ML-100K next-item split (configs/ml100k/sasrec.yaml records the evidence).
 
-    `n_layers`: transformer blocks; `n_heads`: attention heads (must divide
+    `scale_embeddings`: multiply the item embeddings by √embedding_dim before adding the
+    positions, as the paper does (the tied output table keeps the plain vectors), so items
+    outweigh the positional term. `n_layers`: transformer blocks; `n_heads`: attention heads (must divide
     `embedding_dim`); `hidden_dim`: width of the feed-forward layer; `dropout`: on the
     input embeddings, attention weights and the blocks' outputs. The other settings are
     those of `SequenceConfig`.
     """
 
     hidden_dim: int = Field(128, ge=1)
+    scale_embeddings: bool = True
     n_layers: int = Field(1, ge=1)
     n_heads: int = Field(2, ge=1)
     epochs: int = Field(15, ge=1)
@@ -61,8 +65,10 @@ class SASRecNetwork(SequenceNetwork):
     """
 
     def __init__(self, n_items: int, embedding_dim: int, *, max_length: int, hidden_dim: int,
-                 n_layers: int, n_heads: int, dropout: float = 0.0, item_bias: bool = False) -> None:
+                 n_layers: int, n_heads: int, dropout: float = 0.0, item_bias: bool = False,
+                 scale_embeddings: bool = False) -> None:
         super().__init__(n_items, embedding_dim, item_bias)
+        self.input_scale = math.sqrt(embedding_dim) if scale_embeddings else 1.0
         self.positions = nn.Embedding(max_length, embedding_dim)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
@@ -84,7 +90,7 @@ class SASRecNetwork(SequenceNetwork):
     def states(self, tokens: torch.Tensor) -> torch.Tensor:
         length = tokens.shape[1]
         pos = torch.arange(length, device=tokens.device)
-        h = self.dropout(self.items(tokens) + self.positions(pos)[None])
+        h = self.dropout(self.items(tokens) * self.input_scale + self.positions(pos)[None])
         mask = self.causal[:length, :length]
         for block in self.blocks:
             h = block(h, src_mask=mask, is_causal=True)
@@ -102,4 +108,4 @@ class SASRec(TorchSequenceModel[SASRecNetwork]):
         cfg = self.config
         return SASRecNetwork(n_items, cfg.embedding_dim, max_length=cfg.max_length, hidden_dim=cfg.hidden_dim,
                              n_layers=cfg.n_layers, n_heads=cfg.n_heads, dropout=cfg.dropout,
-                             item_bias=cfg.item_bias)
+                             item_bias=cfg.item_bias, scale_embeddings=cfg.scale_embeddings)
