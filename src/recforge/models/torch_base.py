@@ -20,7 +20,7 @@ A new model writes four methods::
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Generic
+from typing import ClassVar, Generic, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,13 +43,25 @@ from recforge.training.trainer import (
 )
 from recforge.training.validation import make_validator
 
-__all__ = ["TorchRecommender"]
+__all__ = ["Scorer", "TorchRecommender"]
 
 #: score blocks stay under this many float32 cells (64 MiB)
 _BLOCK_CELLS = 1 << 24
 #: pairs scored per block by `score(user_idx, item_idx)`
 _PAIR_BLOCK = 1 << 18
 _NET = "network."
+
+
+class Scorer(Protocol):
+    """Scores computed outside the torch network (e.g. `recforge.export.onnx.OnnxScorer`)."""
+
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """(len(user_idx), n_items) float32 scores of known users."""
+        ...
+
+    def score_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """(len(sequences), n_items) next-item scores (sequence models only)."""
+        ...
 
 
 class TorchRecommender(Recommender, Generic[NetT]):
@@ -70,6 +82,8 @@ class TorchRecommender(Recommender, Generic[NetT]):
     config: TrainingConfig
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
     network_: NetT
+    #: scores known users instead of `network_` when set (`set_scorer`)
+    scorer_: Scorer | None = None
     #: score (user, item) pairs from full rows of the distinct users (for networks whose
     #: cost is per user row, like autoencoders); else `score_tensor` gets the pairs
     pairs_via_rows: ClassVar[bool] = False
@@ -140,8 +154,16 @@ class TorchRecommender(Recommender, Generic[NetT]):
         self.network_.eval()
 
     # ------------------------------------------------------------------ scoring
+    def set_scorer(self, scorer: Scorer | None) -> None:
+        """Score known users' full rows through `scorer` (a `Scorer`, e.g. an `OnnxScorer`
+        running the exported graph in onnxruntime) instead of the torch network; None goes
+        back to the network. Ranking, exclusions and fallbacks stay the model's own."""
+        self.scorer_ = scorer
+
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
         user_idx = np.asarray(user_idx, np.int64)
+        if item_idx is None and self.scorer_ is not None:
+            return np.asarray(self.scorer_.score_users(user_idx), np.float32)
         network = self.network_
         network.eval()
         device = self.device_
