@@ -35,19 +35,19 @@ the usual `Recommender` path with onnxruntime's scores (``recforge serve --runti
 
 from __future__ import annotations
 
-import copy
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from recforge.errors import ConfigError
+from recforge.models.torch_base import TorchRecommender, float_network
 
 if TYPE_CHECKING:
     from recforge.models.autorec import AutoRecNetwork
@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from recforge.models.multvae import MultVAENetwork
     from recforge.models.ncf import NCFNetwork
     from recforge.models.sequence_nets import SequenceNetwork
-    from recforge.models.torch_base import TorchRecommender
     from recforge.models.two_tower import TwoTowerNetwork
 
 __all__ = ["OPSET", "GraphSpec", "OnnxScorer", "export_onnx", "graph_spec", "onnx_scorer", "require_onnx"]
@@ -194,7 +193,6 @@ def graph_spec(model: Recommender) -> GraphSpec:
     from recforge.models.multvae import MultVAE
     from recforge.models.ncf import NCF
     from recforge.models.sequence_nets import TorchSequenceModel
-    from recforge.models.torch_base import TorchRecommender
     from recforge.models.two_tower import TwoTower
 
     model._check_fitted()
@@ -248,33 +246,6 @@ def graph_spec(model: Recommender) -> GraphSpec:
     raise ConfigError(f"model {model.name!r} has no ONNX scoring graph yet")
 
 
-#: a network type
-NetworkT = TypeVar("NetworkT", bound=nn.Module)
-
-
-def float_network(net: NetworkT) -> NetworkT:
-    """`net` in eval mode on the CPU, with int8 dynamic-quantized layers (those of a
-    compressed artifact) turned back into float layers of the same weights (a copy)."""
-    from torch.ao.nn.quantized import dynamic as qd
-
-    quantized = [name for name, m in net.named_modules() if isinstance(m, qd.Linear)]
-    if not quantized and all(p.device.type == "cpu" for p in net.parameters()):
-        return net.eval()
-    net = copy.deepcopy(net).cpu()
-    for name in quantized:
-        old = net.get_submodule(name)
-        assert isinstance(old, qd.Linear)  # listed above
-        weight, bias = old.weight().dequantize(), old.bias()
-        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-        with torch.no_grad():
-            new.weight.copy_(weight)
-            if bias is not None:
-                new.bias.copy_(bias)
-        parent, _, leaf = name.rpartition(".")
-        setattr(net.get_submodule(parent) if parent else net, leaf, new)
-    return net.eval()
-
-
 def _dense(rows: Any, idx: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(rows[np.asarray(idx, np.int64)].toarray().astype(np.float32, copy=False))
 
@@ -286,6 +257,7 @@ def export_onnx(model: Recommender, path: str | Path | None = None, opset: int =
     import onnx
 
     spec = graph_spec(model)
+    spec.module.eval()
     names = [*spec.input_names, spec.output_name]
     axes: dict[str, dict[int, str]] = {name: {0: "batch"} for name in names}
     with torch.no_grad(), warnings.catch_warnings(), tempfile.TemporaryDirectory() as tmp:
@@ -346,6 +318,7 @@ class OnnxScorer:
         self.session = ort.InferenceSession(
             data, options, providers=["CPUExecutionProvider"])
         self.model = model
+        self.data = data
         self.block = max(1, _CELLS // max(self.spec.cells, 1))
 
     def _run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -386,16 +359,23 @@ class OnnxScorer:
 
 def onnx_scorer(model: Recommender, check_users: int = 8, tolerance: float = 1e-3) -> OnnxScorer:
     """Export `model`'s graph, open it in onnxruntime and check it against the torch scores
-    of the first `check_users` users (ConfigError when they differ by more than `tolerance`)."""
-    from recforge.models.torch_base import TorchRecommender
+    of the first `check_users` users (ConfigError when they differ by more than `tolerance`).
 
+    The layers that a compressed artifact runs in int8 (`quantize_linear_layers`) are float
+    layers of the same (int8-rounded) weights in the graph, and are compared as such.
+    """
     graph_spec(model)  # a one-line ConfigError for models without a graph
     assert isinstance(model, TorchRecommender)  # graph_spec refuses the others
     model.set_scorer(None)  # the check compares with the torch network's own scores
     scorer = OnnxScorer(model, export_onnx(model), threads=model.config.threads)
     users = np.arange(min(check_users, model.n_users))
     if len(users):
-        expected = model.score(users)
+        network = model.network_
+        model.network_ = float_network(network)  # int8 layers compute in float in the graph
+        try:
+            expected = model.score(users)
+        finally:
+            model.network_ = network
         got = scorer.score_users(users)
         diff = float(np.max(np.abs(expected - got), initial=0.0))
         if not diff <= tolerance:

@@ -19,12 +19,15 @@ A new model writes four methods::
 
 from __future__ import annotations
 
+import copy
+import warnings
 from abc import abstractmethod
-from typing import ClassVar, Generic, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.data.splitting import carve_validation
@@ -43,7 +46,7 @@ from recforge.training.trainer import (
 )
 from recforge.training.validation import make_validator
 
-__all__ = ["Scorer", "TorchRecommender"]
+__all__ = ["Scorer", "TorchRecommender", "float_network", "quantize_linear_layers"]
 
 #: score blocks stay under this many float32 cells (64 MiB)
 _BLOCK_CELLS = 1 << 24
@@ -189,7 +192,8 @@ class TorchRecommender(Recommender, Generic[NetT]):
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:
-        state = {_NET + k: v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()}
+        # a compressed artifact's int8 layers are saved as float weights: `save` writes plain artifacts
+        state = {_NET + k: v.detach().cpu().numpy() for k, v in float_network(self.network_).state_dict().items()}
         history = getattr(self, "history_", None)
         if history is not None:
             state["history.loss"] = history.losses
@@ -220,6 +224,59 @@ class TorchRecommender(Recommender, Generic[NetT]):
                 metric_name=None if np.isnan(metrics).all() else self.config.validation_metric,
                 best_epoch=int(state["history.best_epoch"]) or None,
             )
+
+
+    def _restore_compressed(self, compression: dict[str, Any]) -> None:
+        """Run the layers a compressed artifact lists under ``int8_layers`` with int8 weights."""
+        layers = [str(name) for name in compression.get("int8_layers", [])]
+        if layers and self.device_.type == "cpu":
+            quantize_linear_layers(self.network_, layers)
+
+
+#: a network type
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
+
+
+def quantize_linear_layers(net: nn.Module, names: list[str]) -> None:
+    """Replace the named layers of `net` (in place) by torch's dynamically quantized ones:
+    int8 weights with a scale per output channel, activations quantized per call."""
+    if set(torch.backends.quantized.supported_engines) <= {"none"}:
+        return  # no quantized kernels on this platform: the layers stay float
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of the torchao package, yet still
+        # ships (and works) in the torch versions recforge supports
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        except ImportError:  # a torch without it: the layers stay float (dequantized at load)
+            return
+        quantize_dynamic(net, {name: per_channel_dynamic_qconfig for name in names}, dtype=torch.qint8,
+                         inplace=True)
+
+
+def float_network(net: NetworkT) -> NetworkT:
+    """`net` in eval mode on the CPU, with dynamically quantized int8 layers (those of a
+    compressed artifact, `quantize_linear_layers`) turned back into float layers of the
+    same weights (a copy; `net` itself when there is nothing to convert)."""
+    from torch.ao.nn.quantized import dynamic as qd
+
+    quantized = [name for name, m in net.named_modules() if isinstance(m, qd.Linear)]
+    if not quantized and all(p.device.type == "cpu" for p in net.parameters()):
+        return net
+    net = copy.deepcopy(net).cpu()
+    for name in quantized:
+        old = net.get_submodule(name)
+        assert isinstance(old, qd.Linear)  # listed above
+        weight, bias = old.weight().dequantize(), old.bias()
+        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            new.weight.copy_(weight)
+            if bias is not None:
+                new.bias.copy_(bias)
+        parent, _, leaf = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, leaf, new)
+    return net
 
 
 class FeatureTorchRecommender(FeatureColdStart, TorchRecommender[NetT]):
