@@ -40,8 +40,8 @@ def compress_command(
                                  "row; MLP layers run as int8)."),
     prune: float = typer.Option(0.0, "--prune", help="Fraction of the smallest weights of each MLP (linear) "
                                 "layer to zero, e.g. 0.8."),
-    prune_rows: float = typer.Option(0.0, "--prune-rows", help="Fraction of the least-active users and items "
-                                     "whose embedding rows are zeroed and not stored."),
+    prune_rows: float = typer.Option(0.0, "--prune-rows", help="Fraction of the least-used items whose "
+                                     "embedding rows are zeroed and not stored."),
     force: bool = typer.Option(False, "--force/--no-force", help="Replace a non-empty --out directory."),
 ) -> None:
     """Write a smaller copy of an artifact: fp16/int8 weights, pruned MLP weights and rows.
@@ -58,10 +58,9 @@ def compress_command(
     before, after = artifact_bytes(model), artifact_bytes(out)
     done = [f"quantize {quantize}"] if quantize != "none" else []
     if "pruned_layers" in record:
-        done.append(f"{record['pruned_layers']['sparsity']:.0%} of {len(record['pruned_layers']['layers'])} "
-                    "linear layers' weights zero")
+        done.append(f"{record['pruned_layers']['sparsity']:.0%} of the weights of "
+                    f"{len(record['pruned_layers']['layers'])} linear layers zero")
     if "pruned_rows" in record:
-        done.append(f"rows of {record['pruned_rows']['users']} users and {record['pruned_rows']['items']} items "
-                    "dropped")
+        done.append(f"embedding rows of {record['pruned_rows']['items']} items dropped")
     typer.echo(f"wrote {out}: {before / 1e6:.2f} MB → {after / 1e6:.2f} MB ({before / max(after, 1):.1f}× smaller; "
                f"{', '.join(done) or 'lossless re-encoding'})", err=True)

@@ -12,12 +12,13 @@ writes an artifact that `Recommender.load` (and so `recforge serve`) opens like 
   forward pass (`int8_layer_names`) are also *run* in int8: torch's dynamic quantization
   (`torch.ao.quantization.quantize_dynamic`, per-channel weights, activations quantized
   per call) replaces them at load; the rest compute in float32 from the dequantized weights.
-* ``--prune S``: magnitude pruning (``torch.nn.utils.prune.l1_unstructured``, made
-  permanent) of the fraction S of the smallest weights of every linear layer of a torch
-  network — its MLP layers. Models without linear layers (MF) are refused: use --prune-rows.
-* ``--prune-rows R``: the embedding rows (ID vectors and ID biases) of the fraction R of
-  users and of items with the fewest training interactions are set to zero and not stored.
-  Such a user keeps being served (for MF: by the item biases, a popularity ranking).
+* ``--prune S``: magnitude pruning of the fraction S of the smallest weights of the linear
+  layers of a torch network — its MLP layers — ranked across layers
+  (``torch.nn.utils.prune.global_unstructured``, L1, made permanent). Models without
+  linear layers (MF) are refused: use --prune-rows.
+* ``--prune-rows R``: the item embedding rows (ID vectors and ID biases) of the fraction R
+  of items with the fewest training interactions are set to zero and not stored (users
+  keep theirs: every user stays personalised).
 
 Integer arrays (a sequence model's stored sequences, the training matrix's indices) are
 stored losslessly in the smallest integer type, the training matrix's column indices as
@@ -102,16 +103,18 @@ def int8_layer_names(model: Recommender) -> list[str]:
 
 
 def prune_linear_layers(net: nn.Module, amount: float) -> dict[str, Any]:
-    """Zero the fraction `amount` of the smallest-magnitude weights of every linear layer of
-    `net` (per layer, `torch.nn.utils.prune.l1_unstructured`, made permanent); returns the
-    pruned layers and the share of their weights now zero."""
+    """Zero the fraction `amount` of the smallest-magnitude weights of the linear layers of
+    `net`, ranked across all of them (`torch.nn.utils.prune.global_unstructured` with L1,
+    made permanent: a layer whose weights matter more keeps more); returns the pruned
+    layers and the share of their weights now zero."""
     layers = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not layers:
         raise ConfigError("the network has no linear (MLP) layers to prune; --prune-rows drops rarely-used "
                           "embedding rows instead")
+    torch_prune.global_unstructured([(m, "weight") for _, m in layers], pruning_method=torch_prune.L1Unstructured,
+                                    amount=float(amount))
     zeros = total = 0
     for _name, layer in layers:
-        torch_prune.l1_unstructured(layer, "weight", amount=float(amount))
         torch_prune.remove(layer, "weight")
         zeros += int((layer.weight == 0).sum())
         total += layer.weight.numel()
@@ -119,29 +122,28 @@ def prune_linear_layers(net: nn.Module, amount: float) -> dict[str, Any]:
 
 
 def prune_embedding_rows(model: Recommender, fraction: float) -> dict[str, Any]:
-    """Zero the embedding rows of the `fraction` of users and of items with the fewest
-    training interactions in every ID table of `model`'s network (ties: lower index first)."""
+    """Zero the embedding rows of the `fraction` of items with the fewest training
+    interactions in every item table (vectors and biases) of `model`'s network (ties: lower
+    index first). Users keep theirs: a user's row is read on each of their requests, a
+    rarely-used item's seldom matters to a ranking."""
     from recforge.models.torch_base import TorchRecommender
 
     if not isinstance(model, TorchRecommender):
         raise ConfigError(f"model {model.name!r} has no torch embedding tables to prune")
-    user_counts = np.diff(model.seen_.indptr)
-    item_counts = np.asarray(model.item_popularity_)
-    drop = {side: np.argsort(counts, kind="stable")[:int(fraction * len(counts))]
-            for side, counts in (("user", user_counts), ("item", item_counts))}
+    drop = np.argsort(np.asarray(model.item_popularity_), kind="stable")[:int(fraction * model.n_items)]
     tables: list[str] = []
     for name, module in model.network_.named_modules():
         if not isinstance(module, nn.Embedding):
             continue
         side, offset = _table_side(name, module, model.n_users, model.n_items)
-        if side is None:
+        if side != "item":
             continue
         with torch.no_grad():
-            module.weight[torch.from_numpy(drop[side] + offset)] = 0.0
+            module.weight[torch.from_numpy(drop + offset)] = 0.0
         tables.append(name)
     if not tables:
-        raise ConfigError(f"model {model.name!r} has no user or item embedding tables to prune")
-    return {"tables": tables, "users": len(drop["user"]), "items": len(drop["item"])}
+        raise ConfigError(f"model {model.name!r} has no item embedding tables to prune")
+    return {"tables": tables, "items": len(drop)}
 
 
 def _table_side(name: str, table: nn.Embedding, n_users: int, n_items: int) -> tuple[str | None, int]:
