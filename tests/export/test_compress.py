@@ -129,3 +129,16 @@ def test_cli_compress_and_export(ncf_dir, tmp_path: Path):
     result = runner.invoke(app, ["export", "--model", str(out), "--format", "onnx", "--out", str(onnx_file)])
     assert result.exit_code == 0, result.output
     assert onnx_file.stat().st_size > 0 and "users → scores" in result.output
+
+
+@pytest.mark.parametrize("name", ["ease", "ials"])
+def test_factor_models_without_torch_get_int8_tables(name: str, tmp_path: Path):
+    model = fit_case(name).model
+    src = model.save(tmp_path / "plain")
+    record = compress_artifact(src, tmp_path / "int8", "int8")
+    assert any(c["codec"] == "int8_rows" for c in record["arrays"]["weights.npz"].values())
+    loaded = Recommender.load(tmp_path / "int8")
+    users = np.arange(model.n_users)
+    expected = model.score(users)
+    assert np.abs(loaded.score(users) - expected).max() < 0.02 * np.abs(expected).max()
+    assert (loaded.recommend_idx(users, 3)[0][:, 0] == model.recommend_idx(users, 3)[0][:, 0]).mean() >= 0.9
