@@ -130,6 +130,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
     # ------------------------------------------------------------------ training
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
         cfg = self.config
+        self.scorer_ = None  # a scorer of the previous network would be stale
         self.device_ = resolve_device(cfg.device)
         n_users, n_items = interactions.n_users, interactions.n_items
         with torch_threads(cfg.threads), seeded(cfg.seed, self.device_) as rng:
@@ -202,6 +203,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.scorer_ = None
         self.device_ = resolve_device(self.config.device)
         with seeded(self.config.seed, self.device_):
             network = self.build_network(len(self.user_map_), len(self.item_map_))
