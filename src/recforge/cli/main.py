@@ -15,6 +15,7 @@ from recforge import __version__
 from recforge.cli import models as model_commands
 from recforge.cli.data import app as data_app
 from recforge.cli.evaluate import benchmark_command, evaluate_command
+from recforge.cli.export import compress_command, export_command
 from recforge.cli.quickstart import quickstart_command
 from recforge.cli.serve import keys_app, retrain_command, serve_command
 
@@ -37,6 +38,8 @@ app.command("benchmark")(benchmark_command)
 app.command("quickstart")(quickstart_command)
 app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys (only hashes are stored).")
 app.command("serve")(serve_command)
+app.command("export")(export_command)
+app.command("compress")(compress_command)
 app.command("retrain")(retrain_command)
 
 

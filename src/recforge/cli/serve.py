@@ -72,9 +72,17 @@ def serve_command(
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
     table_prefix: str = typer.Option("", "--table-prefix", help="Prefix of the store's table "
                                      "names, for several services sharing one database."),
+    runtime: str = typer.Option("torch", "--runtime", help="What computes a torch model's scores: torch, or "
+                                "onnx (its exported graph in onnxruntime; needs recforge[export])."),
 ) -> None:
     """Serve a model over HTTP: recommendations, similar items, scores, events, a web page."""
     _require_extra("fastapi", "uvicorn", "sqlalchemy", "prometheus_client")
+    if runtime not in ("torch", "onnx"):
+        raise ConfigError(f"--runtime must be torch or onnx, got {runtime!r}")
+    if runtime == "onnx":
+        from recforge.export.onnx import require_onnx
+
+        require_onnx()
     import uvicorn
 
     from recforge.serving.app import create_app
@@ -90,14 +98,14 @@ def serve_command(
                 "store_url": store or default_store_url(model),
                 "keys_file": str(keys_file.resolve()) if keys_file is not None else None,
                 "public_metrics": public_metrics, "table_prefix": table_prefix,
-                "launch_id": uuid.uuid4().hex}
+                "launch_id": uuid.uuid4().hex, "runtime": runtime}
     # open everything once here, so a bad artifact, store or keys file is one line, not a crash
     app = create_app(**settings)
     if keys_file is None:
         typer.echo(f"warning: no --keys-file: serving WITHOUT authentication on {host} "
                    "(loopback only; every caller has admin rights)", err=True)
     typer.echo(f"serving {model} on http://{host}:{port}/ (store: "
-               f"{app.state.service.store.display_url}, workers: {workers})", err=True)
+               f"{app.state.service.store.display_url}, workers: {workers}, runtime: {runtime})", err=True)
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
         return

@@ -10,6 +10,14 @@ Layout of a saved model::
     item_ids.json   external item IDs in index order
     items.parquet   item metadata (titles, genres...) when the data had it
     parts/NAME/     a composite model's sub-models, each an artifact of its own
+
+A compressed artifact (`recforge.export.compress`) has format version 2: its weights.npz and
+train.npz are zip-deflated and some arrays are stored encoded — fp16, int8 rows with a
+scale per row, only the non-zero rows, integers in the smallest type that holds them, CSR
+column indices as per-row gaps. meta.json's ``compression`` says how each was encoded
+(``arrays``: file → key → codec), and `decode_arrays` restores the original dtypes and
+shapes at load, so a model's `_set_state` never sees an encoded array. Plain artifacts keep
+format version 1, which older recforge versions read.
 """
 
 from __future__ import annotations
@@ -25,7 +33,10 @@ import numpy as np
 from recforge.errors import ArtifactError
 
 FORMAT = "recforge-model"
-FORMAT_VERSION = 1
+#: the newest format this version reads; plain artifacts are written as 1, compressed as 2
+FORMAT_VERSION = 2
+#: suffixes of the extra arrays of an encoded array `key` in a compressed npz
+SCALE, ROWS = "@scale", "@rows"
 
 
 def sha256_file(path: Path) -> str:
@@ -48,14 +59,51 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Save plain numeric arrays; object arrays are refused so loading never needs pickle."""
+def write_npz(path: Path, arrays: dict[str, np.ndarray], compressed: bool = False) -> None:
+    """Save plain numeric arrays (zip-deflated with `compressed`); object arrays are refused
+    so loading never needs pickle."""
     for key, arr in arrays.items():
         if np.asarray(arr).dtype == object:
             raise ArtifactError(f"array {key!r} has dtype object and cannot be saved without pickle")
+    save = np.savez_compressed if compressed else np.savez
     with path.open("wb") as fh:
         # the stubs reject ``**arrays`` because a key could be savez's own `allow_pickle`
-        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+        save(fh, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
+
+
+def decode_arrays(arrays: dict[str, np.ndarray], codecs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The original arrays of a compressed npz, given its codecs (key → codec, see below).
+
+    A codec names the stored form: ``fp16`` (a cast), ``int8_rows`` (int8 values with a
+    float32 scale per row in ``key@scale``: value = q · scale), ``int`` (an integer cast),
+    ``gaps`` (CSR column indices stored as gaps within each row of the ``indptr`` array of
+    the same file); with ``rows`` set, only the rows listed in ``key@rows`` are stored and
+    the others are zero. ``dtype`` and ``shape`` are the original array's.
+    """
+    out = {k: v for k, v in arrays.items() if not k.endswith((SCALE, ROWS))}
+    for key, codec in codecs.items():
+        stored = out[key]
+        kind = codec["codec"]
+        if kind == "int8_rows":
+            flat = stored.reshape(len(stored), -1).astype(np.float32) * arrays[key + SCALE][:, None]
+            value = flat.reshape(stored.shape)
+        elif kind == "gaps":
+            indptr = np.asarray(arrays["indptr"], np.int64)
+            run = np.cumsum(stored, dtype=np.int64)
+            starts = indptr[:-1]
+            before = np.where(starts > 0, run[np.maximum(starts - 1, 0)] if len(run) else 0, 0)
+            value = run - np.repeat(before, np.diff(indptr))
+        else:  # fp16, int: a cast back
+            value = stored
+        value = np.asarray(value).astype(np.dtype(codec["dtype"]), copy=False)
+        if codec.get("rows"):
+            full = np.zeros(tuple(codec["shape"]), value.dtype)
+            full[np.asarray(arrays[key + ROWS], np.int64)] = value
+            value = full
+        if list(value.shape) != list(codec["shape"]):
+            raise ValueError(f"{key} decodes to shape {value.shape}, not {tuple(codec['shape'])}")
+        out[key] = value
+    return out
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -85,8 +133,8 @@ def finalize(directory: Path, meta: dict[str, Any]) -> None:
              if p.is_file() and p.name != "meta.json"}
     files.update({p.relative_to(directory).as_posix(): sha256_file(p)
                   for p in sorted(directory.glob("parts/*/meta.json"))})
-    write_json(directory / "meta.json", {**meta, "format": FORMAT,
-                                         "format_version": FORMAT_VERSION, "files": files})
+    version = 2 if "compression" in meta else 1  # older versions still read plain artifacts
+    write_json(directory / "meta.json", {**meta, "format": FORMAT, "format_version": version, "files": files})
 
 
 def open_artifact(directory: str | Path) -> dict[str, Any]:

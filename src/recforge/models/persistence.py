@@ -146,7 +146,8 @@ class ArtifactIO:
     def _restore(self, directory: Path, meta: dict[str, Any]) -> None:
         self.user_map_ = IdMap(artifact.read_json(directory / "user_ids.json"))
         self.item_map_ = IdMap(artifact.read_json(directory / "item_ids.json"))
-        train = artifact.read_npz(directory / "train.npz")
+        codecs = meta.get("compression", {}).get("arrays", {})
+        train = artifact.decode_arrays(artifact.read_npz(directory / "train.npz"), codecs.get("train.npz", {}))
         shape = (len(self.user_map_), len(self.item_map_))
         if int(meta["n_users"]) != shape[0] or int(meta["n_items"]) != shape[1]:
             raise ValueError("ID maps do not match the recorded sizes")
@@ -164,8 +165,15 @@ class ArtifactIO:
         self.user_features_ = _read_features(directory / "users.parquet")
         self._set_parts({str(name): ArtifactIO.load(directory / "parts" / str(name))
                          for name in meta.get("parts", [])})
-        self._set_state(artifact.read_npz(directory / "weights.npz"))
+        self._set_state(artifact.decode_arrays(artifact.read_npz(directory / "weights.npz"),
+                                               codecs.get("weights.npz", {})))
+        if "compression" in meta:
+            self._restore_compressed(meta["compression"])
         self._fitted = True
+
+    def _restore_compressed(self, compression: dict[str, Any]) -> None:
+        """After loading a compressed artifact (its arrays already decoded): apply what
+        changes the model at run time, e.g. int8 layers (`TorchRecommender`)."""
 
 
 def _read_features(path: Path) -> pd.DataFrame | None:

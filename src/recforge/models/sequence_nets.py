@@ -239,6 +239,8 @@ class TorchSequenceModel(SequenceModel, TorchRecommender[SeqNetT], Generic[SeqNe
 
     def score_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
         """Next-item scores after each sequence's last `max_length` items; 0 for an empty one."""
+        if self.scorer_ is not None:
+            return np.asarray(self.scorer_.score_sequences(sequences), np.float32)
         net = self.network_
         net.eval()
         out = np.zeros((len(sequences), self.n_items), np.float32)

@@ -19,12 +19,15 @@ A new model writes four methods::
 
 from __future__ import annotations
 
+import copy
+import warnings
 from abc import abstractmethod
-from typing import ClassVar, Generic
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 
 from recforge.data.interactions import Interactions
 from recforge.data.splitting import carve_validation
@@ -43,13 +46,25 @@ from recforge.training.trainer import (
 )
 from recforge.training.validation import make_validator
 
-__all__ = ["TorchRecommender"]
+__all__ = ["Scorer", "TorchRecommender", "float_network", "quantize_linear_layers"]
 
 #: score blocks stay under this many float32 cells (64 MiB)
 _BLOCK_CELLS = 1 << 24
 #: pairs scored per block by `score(user_idx, item_idx)`
 _PAIR_BLOCK = 1 << 18
 _NET = "network."
+
+
+class Scorer(Protocol):
+    """Scores computed outside the torch network (e.g. `recforge.export.onnx.OnnxScorer`)."""
+
+    def score_users(self, user_idx: np.ndarray) -> np.ndarray:
+        """(len(user_idx), n_items) float32 scores of known users."""
+        ...
+
+    def score_sequences(self, sequences: list[np.ndarray]) -> np.ndarray:
+        """(len(sequences), n_items) next-item scores (sequence models only)."""
+        ...
 
 
 class TorchRecommender(Recommender, Generic[NetT]):
@@ -70,6 +85,8 @@ class TorchRecommender(Recommender, Generic[NetT]):
     config: TrainingConfig
     config_class: ClassVar[type[TrainingConfig]] = TrainingConfig
     network_: NetT
+    #: scores known users instead of `network_` when set (`set_scorer`)
+    scorer_: Scorer | None = None
     #: score (user, item) pairs from full rows of the distinct users (for networks whose
     #: cost is per user row, like autoencoders); else `score_tensor` gets the pairs
     pairs_via_rows: ClassVar[bool] = False
@@ -113,6 +130,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
     # ------------------------------------------------------------------ training
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
         cfg = self.config
+        self.scorer_ = None  # a scorer of the previous network would be stale
         self.device_ = resolve_device(cfg.device)
         n_users, n_items = interactions.n_users, interactions.n_items
         with torch_threads(cfg.threads), seeded(cfg.seed, self.device_) as rng:
@@ -140,8 +158,16 @@ class TorchRecommender(Recommender, Generic[NetT]):
         self.network_.eval()
 
     # ------------------------------------------------------------------ scoring
+    def set_scorer(self, scorer: Scorer | None) -> None:
+        """Score known users' full rows through `scorer` (a `Scorer`, e.g. an `OnnxScorer`
+        running the exported graph in onnxruntime) instead of the torch network; None goes
+        back to the network. Ranking, exclusions and fallbacks stay the model's own."""
+        self.scorer_ = scorer
+
     def score(self, user_idx: np.ndarray, item_idx: np.ndarray | None = None) -> np.ndarray:
         user_idx = np.asarray(user_idx, np.int64)
+        if item_idx is None and self.scorer_ is not None:
+            return np.asarray(self.scorer_.score_users(user_idx), np.float32)
         network = self.network_
         network.eval()
         device = self.device_
@@ -167,7 +193,8 @@ class TorchRecommender(Recommender, Generic[NetT]):
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, np.ndarray]:
-        state = {_NET + k: v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()}
+        # a compressed artifact's int8 layers are saved as float weights: `save` writes plain artifacts
+        state = {_NET + k: v.detach().cpu().numpy() for k, v in float_network(self.network_).state_dict().items()}
         history = getattr(self, "history_", None)
         if history is not None:
             state["history.loss"] = history.losses
@@ -176,6 +203,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.scorer_ = None
         self.device_ = resolve_device(self.config.device)
         with seeded(self.config.seed, self.device_):
             network = self.build_network(len(self.user_map_), len(self.item_map_))
@@ -198,6 +226,59 @@ class TorchRecommender(Recommender, Generic[NetT]):
                 metric_name=None if np.isnan(metrics).all() else self.config.validation_metric,
                 best_epoch=int(state["history.best_epoch"]) or None,
             )
+
+
+    def _restore_compressed(self, compression: dict[str, Any]) -> None:
+        """Run the layers a compressed artifact lists under ``int8_layers`` with int8 weights."""
+        layers = [str(name) for name in compression.get("int8_layers", [])]
+        if layers and self.device_.type == "cpu":
+            quantize_linear_layers(self.network_, layers)
+
+
+#: a network type
+NetworkT = TypeVar("NetworkT", bound=nn.Module)
+
+
+def quantize_linear_layers(net: nn.Module, names: list[str]) -> None:
+    """Replace the named layers of `net` (in place) by torch's dynamically quantized ones:
+    int8 weights with a scale per output channel, activations quantized per call."""
+    if set(torch.backends.quantized.supported_engines) <= {"none"}:
+        return  # no quantized kernels on this platform: the layers stay float
+    with warnings.catch_warnings():
+        # torch.ao.quantization is deprecated in favour of the torchao package, yet still
+        # ships (and works) in the torch versions recforge supports
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        except ImportError:  # a torch without it: the layers stay float (dequantized at load)
+            return
+        quantize_dynamic(net, {name: per_channel_dynamic_qconfig for name in names}, dtype=torch.qint8,
+                         inplace=True)
+
+
+def float_network(net: NetworkT) -> NetworkT:
+    """`net` in eval mode on the CPU, with dynamically quantized int8 layers (those of a
+    compressed artifact, `quantize_linear_layers`) turned back into float layers of the
+    same weights (a copy; `net` itself when there is nothing to convert)."""
+    from torch.ao.nn.quantized import dynamic as qd
+
+    quantized = [name for name, m in net.named_modules() if isinstance(m, qd.Linear)]
+    if not quantized and all(p.device.type == "cpu" for p in net.parameters()):
+        return net
+    net = copy.deepcopy(net).cpu()
+    for name in quantized:
+        old = net.get_submodule(name)
+        assert isinstance(old, qd.Linear)  # listed above
+        weight, bias = old.weight().dequantize(), old.bias()
+        new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            new.weight.copy_(weight)
+            if bias is not None:
+                new.bias.copy_(bias)
+        parent, _, leaf = name.rpartition(".")
+        setattr(net.get_submodule(parent) if parent else net, leaf, new)
+    return net
 
 
 class FeatureTorchRecommender(FeatureColdStart, TorchRecommender[NetT]):

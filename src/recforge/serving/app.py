@@ -35,7 +35,7 @@ from recforge.models.capabilities import Capability
 from recforge.serving import schemas as s
 from recforge.serving.auth import HEADER, KeyEntry, KeyRing
 from recforge.serving.metrics import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
-from recforge.serving.state import LoadedModel, ModelHolder, Ranked, ReloadSync, finite
+from recforge.serving.state import LoadedModel, ModelHolder, Ranked, ReloadSync, Runtime, finite
 from recforge.serving.store import Event, EventStore, StoreError, default_store_url
 
 log = logging.getLogger("recforge.serving")
@@ -74,6 +74,7 @@ def create_app(
     launch_id: str | None = None,
     sync_interval: float = 2.0,
     metrics_dir: str | None = None,
+    runtime: Runtime = "torch",
 ) -> FastAPI:
     """Build the service for the artifact in `model_dir`.
 
@@ -87,8 +88,10 @@ def create_app(
     workers of one `recforge serve` launch, so a restarted worker serves the reloaded model.
     `metrics_dir`: the launch's ``PROMETHEUS_MULTIPROC_DIR``, so that ``/metrics`` reports
     totals across its workers (see `recforge.serving.metrics`); None keeps per-app counts.
+    `runtime`: ``onnx`` scores a torch model through onnxruntime (`LoadedModel.load`), also
+    after reloads.
     """
-    loaded = LoadedModel.load(model_dir)
+    loaded = LoadedModel.load(model_dir, runtime)
     keys = KeyRing(keys_file)
     metrics = ServiceMetrics(metrics_dir)
     store = EventStore.open(store_url or default_store_url(model_dir), table_prefix=table_prefix)

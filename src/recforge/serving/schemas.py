@@ -137,6 +137,7 @@ class ModelInfo(BaseModel):
     n_users: int
     n_items: int
     recforge_version: str
+    runtime: str = Field("torch", description="What computes the scores: torch, or onnx (onnxruntime)")
 
 
 class Because(BaseModel):

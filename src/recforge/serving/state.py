@@ -20,16 +20,18 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from recforge.errors import ArtifactError, DataError, RecforgeError
+from recforge.errors import ArtifactError, ConfigError, DataError, RecforgeError
 from recforge.models.base import Recommender
 from recforge.models.capabilities import Capability
 from recforge.ranking import top_k
 
+#: what computes a served model's scores
+Runtime = Literal["torch", "onnx"]
 #: reason of an explanation by the kind of `Recommender.explain` row it starts with
 _REASONS = {"item": "history_contribution", "similar_item": "similar_to_history", "feature": "feature_match"}
 
@@ -53,17 +55,33 @@ class LoadedModel:
     titles: np.ndarray  # object array, per item index: title or None
     train_ratings: np.ndarray | None  # aligned with model.seen_.indices
     user_feature_columns: frozenset[str] | None = None  # set when the model ranks cold users by features
+    runtime: Runtime = "torch"
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, directory: str | Path) -> LoadedModel:
-        """Load and validate an artifact; ArtifactError (one line) if it is unusable."""
+    def load(cls, directory: str | Path, runtime: Runtime = "torch") -> LoadedModel:
+        """Load and validate an artifact; ArtifactError (one line) if it is unusable.
+
+        ``runtime="onnx"``: a torch model scores known users through its exported graph in
+        onnxruntime (`recforge.export.onnx`), checked against torch at load; ranking,
+        exclusions and fallbacks stay the model's.
+        """
         from recforge import __version__
         from recforge.models import artifact
 
         path = Path(directory).resolve()
         meta_bytes = _read_meta(path)
         model = Recommender.load(path)
+        if runtime == "onnx":
+            from recforge.export.onnx import onnx_scorer
+            from recforge.models.torch_base import TorchRecommender
+
+            try:
+                scorer = onnx_scorer(model)
+            except ConfigError as exc:
+                raise ArtifactError(f"{path}: cannot serve with the onnx runtime: {exc}") from None
+            assert isinstance(model, TorchRecommender)  # onnx_scorer refuses the others
+            model.set_scorer(scorer)
         meta = artifact.read_json(path / "meta.json")
         info = {
             "name": str(meta.get("model", model.name)),
@@ -74,6 +92,7 @@ class LoadedModel:
             "n_users": model.n_users,
             "n_items": model.n_items,
             "recforge_version": str(meta.get("recforge_version", __version__)),
+            "runtime": runtime,
         }
         titles = np.full(model.n_items, None, dtype=object)
         features = model.item_features_
@@ -85,7 +104,8 @@ class LoadedModel:
         if model.supports(Capability.COLD_USERS) and model.user_features_ is not None:
             columns = frozenset(str(c) for c in model.user_features_.columns) or None
         loaded = cls(model=model, directory=path, info=info, titles=titles,
-                     train_ratings=model.training_interactions().ratings, user_feature_columns=columns)
+                     train_ratings=model.training_interactions().ratings, user_feature_columns=columns,
+                     runtime=runtime)
         loaded.validate()
         return loaded
 
@@ -287,7 +307,7 @@ class ModelHolder:
         """
         with self._reload_lock:
             old = self._current
-            new = LoadedModel.load(directory if directory is not None else old.directory)
+            new = LoadedModel.load(directory if directory is not None else old.directory, old.runtime)
             self._current = new  # one reference assignment: atomic for readers
             return new, old
 
