@@ -6,7 +6,7 @@ With ``task="rating"`` it minimises the squared error on observed ratings plus a
 penalty on the parameters each example touches; with ``task="topn"`` it ranks observed
 items above sampled negatives with a pairwise (BPR, Rendle et al., UAI 2009), pointwise
 (binary cross-entropy) or listwise (sampled softmax with optional logQ correction) loss.
-`BPR` is this model with the loss fixed to BPR.
+The `bpr` model (`recforge.models.bpr`) is BPR by a compiled SGD kernel instead.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from recforge.training.config import TrainingConfig
 from recforge.training.sampling import NegativeSampler, batch_indices
 from recforge.training.trainer import TrainingPlan
 
-__all__ = ["BPR", "BPRConfig", "MFConfig", "MFNetwork", "MatrixFactorization", "softmax_fold_in"]
+__all__ = ["MFConfig", "MFNetwork", "MatrixFactorization", "softmax_fold_in"]
 
 #: fold-in penalty per history item for losses other than softmax (softmax uses its own
 #: `regularization`): with it a BPR model's folded-in training histories keep 89 % of the
@@ -327,19 +327,3 @@ class MatrixFactorization(TorchRecommender[MFNetwork]):
         out[known_u] += user_bias[user_idx[known_u]]
         out[known_i] += item_bias[item_idx[known_i]]
         return out
-
-
-class BPRConfig(MFConfig):
-    """`MFConfig` with the loss fixed to BPR (top-N only)."""
-
-    loss: Literal["bpr"] = "bpr"
-    task: Literal["topn"] = "topn"
-
-
-class BPR(MatrixFactorization):
-    """Bayesian personalized ranking MF (Rendle, Freudenthaler, Gantner & Schmidt-Thieme,
-    "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009)."""
-
-    name = "bpr"
-    config_class = BPRConfig
-    tasks: ClassVar[frozenset[str]] = frozenset({"topn"})

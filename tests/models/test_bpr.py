@@ -1,0 +1,174 @@
+"""BPR: the compiled kernel against a plain reference, threads, validation, settings."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from recforge.data.splitting import carve_validation
+from recforge.data.synthetic import make_synthetic
+from recforge.errors import ConfigError
+from recforge.evaluation.evaluate import evaluate_topn
+from recforge.models.bpr import BPR, bpr_epoch, kernel_threads
+from recforge.registry import create_model
+from recforge.testing import tiny_interactions
+
+_MASK = (1 << 64) - 1
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _mix(z: int) -> int:
+    z = ((z ^ (z >> 30)) * _MIX1) & _MASK
+    z = ((z ^ (z >> 27)) * _MIX2) & _MASK
+    return z ^ (z >> 31)
+
+
+class _Stream:
+    """SplitMix64, as the kernel draws: uniform integers below n from the top 32 bits."""
+
+    def __init__(self, state: int) -> None:
+        self.state = state
+
+    def below(self, n: int) -> int:
+        self.state = (self.state + _GOLDEN) & _MASK
+        return ((_mix(self.state) >> 32) * n) >> 32
+
+
+def reference_epoch(users, items, seen, U, V, b, lr, reg, reg_bias, seed, chunk, chunk_order):
+    """LearnBPR (Rendle et al. 2009, Fig. 4) written plainly, with the kernel's random streams.
+
+    Per chunk in `chunk_order`: shuffle its interactions (Fisher–Yates), then per
+    interaction draw uniform items until one the user has not seen, and take one SGD step
+    on ``ln σ(x_ui − x_uj)`` with an L2 penalty on every touched parameter.
+    """
+    lr, reg, reg_bias = np.float32(lr), np.float32(reg), np.float32(reg_bias)
+    total = 0.0
+    for block in chunk_order:
+        stream = _Stream(_mix(seed ^ ((int(block) * _MIX2) & _MASK)))
+        start, stop = block * chunk, min(block * chunk + chunk, len(users))
+        for k in range(stop - 1, start, -1):
+            j = start + stream.below(k - start + 1)
+            users[[k, j]], items[[k, j]] = users[[j, k]], items[[j, k]]
+        for k in range(start, stop):
+            u, i = users[k], items[k]
+            j = stream.below(V.shape[0])
+            while j in seen[u]:
+                j = stream.below(V.shape[0])
+            x = b[i] - b[j] + U[u] @ (V[i] - V[j])
+            z = np.float32(1.0) / (np.float32(1.0) + np.exp(x))
+            total += float(np.log1p(np.exp(-np.float64(x))))
+            p = U[u].copy()
+            U[u] += lr * (z * (V[i] - V[j]) - reg * U[u])
+            V[i] += lr * (z * p - reg * V[i])
+            V[j] += lr * (-z * p - reg * V[j])
+            b[i] += lr * (z - reg_bias * b[i])
+            b[j] += lr * (-z - reg_bias * b[j])
+    return total
+
+
+def test_kernel_takes_the_same_steps_as_the_plain_reference():
+    """One thread, several chunks in a shuffled order, three epochs: the same factors."""
+    data, _ = tiny_interactions()
+    csr = data.csr(binary=True)
+    seen = [set(csr[u].indices.tolist()) for u in range(data.n_users)]
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(data))
+    start = (data.user_idx[order].astype(np.int32), data.item_idx[order].astype(np.int32),
+             rng.normal(0, 0.1, (data.n_users, 6)).astype(np.float32),
+             rng.normal(0, 0.1, (data.n_items, 6)).astype(np.float32),
+             rng.normal(0, 0.1, data.n_items).astype(np.float32))
+    args = {"kernel": start, "reference": tuple(a.copy() for a in start)}
+    chunk = 50  # 5 chunks of the 234 interactions
+    with kernel_threads(1):
+        for epoch in range(3):
+            seed = int(rng.integers(0, 2**63))
+            chunk_order = rng.permutation(5)
+            users, items, U, V, b = args["kernel"]
+            loss, skipped = bpr_epoch(users, items, csr.indptr.astype(np.int64), csr.indices, U, V, b,
+                                      0.1, 0.01, 0.02, True, np.uint64(seed), chunk, chunk_order)
+            want = reference_epoch(*args["reference"][:2], seen, *args["reference"][2:], 0.1, 0.01, 0.02,
+                                   seed, chunk, chunk_order)
+            assert skipped == 0 and loss == pytest.approx(want, rel=1e-4), epoch
+            np.testing.assert_array_equal(args["kernel"][0], args["reference"][0])  # the same shuffles
+            for got, expected in zip(args["kernel"][2:], args["reference"][2:], strict=True):
+                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_user_who_has_seen_every_item_gets_no_negative():
+    """Rejection sampling gives up (bounded draws) instead of looping forever."""
+    indptr = np.array([0, 3, 4], np.int64)
+    indices = np.array([0, 1, 2, 0], np.int32)
+    users, items = np.array([0, 0, 0, 1], np.int32), np.array([0, 1, 2, 0], np.int32)
+    U, V, b = np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros(3, np.float32)
+    _, skipped = bpr_epoch(users, items, indptr, indices, U, V, b, 0.1, 0.0, 0.0, True, np.uint64(1), 8,
+                           np.array([0]))
+    assert skipped == 3
+    assert b[0] > 0 and b[1:].sum() < 0  # user 1's one step: item 0 up, a negative down
+
+
+def _synthetic_split():
+    data = make_synthetic(300, 200, 12_000, seed=3, with_features=False)  # 3 kernel chunks
+    return carve_validation(data, 0.2, seed=0)
+
+
+def test_hogwild_threads_reach_the_quality_of_one_thread():
+    """Two threads race on shared rows (not repeatable) but learn as well as one."""
+    train, test = _synthetic_split()
+    ndcg = {}
+    for threads in (1, 2):
+        model = create_model("bpr", epochs=20, learning_rate=0.1, threads=threads).fit(train)
+        ndcg[threads] = evaluate_topn(model, test, ks=(10,)).metrics["ndcg@10"]
+    popularity = evaluate_topn(create_model("popularity").fit(train), test, ks=(10,)).metrics["ndcg@10"]
+    # measured: 0.344 and 0.343 (seed 1: 0.339, 0.338) against popularity's 0.263
+    assert ndcg[1] > popularity + 0.04
+    assert abs(ndcg[2] - ndcg[1]) < 0.02, ndcg
+
+
+def test_one_thread_is_repeatable_and_the_seed_matters():
+    data, _ = tiny_interactions()
+    a, b, c = (create_model("bpr", epochs=5, embedding_dim=4, threads=1, seed=s).fit(data) for s in (0, 0, 1))
+    np.testing.assert_array_equal(a.user_factors_, b.user_factors_)
+    np.testing.assert_array_equal(a.item_bias_, b.item_bias_)
+    assert not np.array_equal(a.item_factors_, c.item_factors_)
+
+
+def test_loss_falls_and_validation_keeps_the_best_epoch():
+    train, validation = _synthetic_split()
+    model = create_model("bpr", epochs=12, threads=1, learning_rate=0.2, lr_schedule="none",
+                         patience=None).fit(train, validation)
+    h = model.history_
+    assert len(h.records) == 12 and h.losses[-1] < h.losses[0] < np.log(2) + 1e-3
+    assert h.metric_name == "ndcg@10" and np.isfinite(h.metrics).all()
+    assert h.best_epoch == int(np.argmax(h.metrics)) + 1
+    # the kept factors are the best epoch's: validating them again gives its figure
+    best = evaluate_topn(model, validation, ks=(10,)).metrics["ndcg@10"]
+    assert best == pytest.approx(h.metrics[h.best_epoch - 1], abs=1e-6)
+
+
+def test_early_stopping_on_a_carved_validation_share():
+    train, _ = _synthetic_split()
+    model = create_model("bpr", epochs=200, threads=1, learning_rate=0.5, lr_schedule="none",
+                         validation_ratio=0.2, patience=2).fit(train)
+    assert model.history_.stopped_early and model.history_.best_epoch is not None
+    assert len(model.history_.records) == model.history_.best_epoch + 2
+
+
+def test_settings():
+    assert create_model("bpr").config.bias_regularization == create_model("bpr").config.regularization
+    assert create_model("bpr", regularization=0.1, bias_regularization=0.0).config.bias_regularization == 0.0
+    with pytest.raises(ConfigError):
+        BPR(task="rating")
+    with pytest.raises(ConfigError, match="ranking metric"):
+        BPR(validation_metric="rmse")
+    with pytest.raises(ConfigError):
+        BPR(loss="bpr")  # the torch path's settings belong to mf
+
+
+def test_kernel_threads_are_restored():
+    before = numba.get_num_threads()
+    with kernel_threads(1):
+        assert numba.get_num_threads() == 1
+    with kernel_threads(10_000):  # capped at the threads numba started with
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    assert numba.get_num_threads() == before
