@@ -15,7 +15,7 @@ from pydantic_core import PydanticUndefined
 from recforge.errors import ConfigError
 
 __all__ = [
-    "RENAMED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task", "apply_overrides",
+    "RENAMED_SETTINGS", "RETIRED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task", "apply_overrides",
     "coerce_value", "describe_validation_error", "parse_config", "read_yaml_mapping",
     "upgrade_saved_config",
 ]
@@ -126,12 +126,20 @@ RENAMED_SETTINGS: dict[str, dict[str, str]] = {
     "itemknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
     "userknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
 }
+#: settings a model no longer has, dropped from saved configs on load: model name -> names.
+#: `bpr` was `mf` with the loss fixed to BPR (torch minibatches) before its compiled SGD kernel.
+RETIRED_SETTINGS: dict[str, frozenset[str]] = {
+    "bpr": frozenset({"loss", "batch_size", "n_negatives", "negative_sampling", "negative_alpha",
+                      "logq_correction", "weight_decay", "optimizer", "lr_step_size", "lr_gamma",
+                      "grad_clip", "device", "verbose"}),
+}
 
 
 def upgrade_saved_config(model: str, values: dict[str, Any]) -> dict[str, Any]:
-    """A saved model's config dict with the settings renamed since then given their new names."""
-    renamed = RENAMED_SETTINGS.get(model, {})
-    out = {renamed.get(key, key): value for key, value in values.items()}
+    """A saved model's config dict with the settings renamed since then given their new names
+    and the settings it no longer has (`RETIRED_SETTINGS`) left out."""
+    renamed, retired = RENAMED_SETTINGS.get(model, {}), RETIRED_SETTINGS.get(model, frozenset())
+    out = {renamed.get(key, key): value for key, value in values.items() if key not in retired}
     for key, value in out.items():  # a composite's parts: ``cf_model`` with its ``cf_config``
         part = out.get(key.removesuffix("_config") + "_model") if key.endswith("_config") else None
         if isinstance(value, dict) and isinstance(part, str):

@@ -10,8 +10,9 @@ from recforge.data.splitting import carve_validation
 from recforge.data.synthetic import make_synthetic
 from recforge.errors import ConfigError
 from recforge.evaluation.evaluate import evaluate_topn
+from recforge.models.artifact import read_json, write_json
 from recforge.models.bpr import BPR, bpr_epoch, kernel_threads
-from recforge.registry import create_model
+from recforge.registry import create_model, load_model
 from recforge.testing import tiny_interactions
 
 _MASK = (1 << 64) - 1
@@ -172,3 +173,18 @@ def test_kernel_threads_are_restored():
     with kernel_threads(10_000):  # capped at the threads numba started with
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
     assert numba.get_num_threads() == before
+
+
+def test_an_artifact_of_the_torch_bpr_loads_with_the_same_rankings(tmp_path):
+    """`bpr` artifacts saved when it was `mf` with loss bpr still load (retired settings dropped)."""
+    data, _ = tiny_interactions()
+    users = np.arange(data.n_users)
+    old = create_model("mf", loss="bpr", epochs=5, batch_size=64, embedding_dim=4, threads=1, device="cpu")
+    old.fit(data).save(tmp_path)
+    meta = read_json(tmp_path / "meta.json")
+    write_json(tmp_path / "meta.json", {**meta, "model": "bpr"})  # as the torch BPR saved it
+    loaded = load_model(tmp_path)
+    assert isinstance(loaded, BPR) and loaded.config.embedding_dim == 4 and loaded.config.epochs == 5
+    user_bias = old.network_.user_bias.detach().numpy()
+    np.testing.assert_allclose(loaded.score(users), old.score(users) - user_bias[:, None], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(loaded.recommend_idx(users, 5)[0], old.recommend_idx(users, 5)[0])

@@ -53,6 +53,9 @@ MAX_NEGATIVE_TRIES = 64
 #: fold-in penalty per history item (`softmax_fold_in`)
 FOLD_IN_REGULARIZATION = 0.05
 
+#: the weights of a `bpr` artifact saved by the torch MF that `bpr` was before this kernel
+_TORCH_USERS, _TORCH_ITEMS = "network.users.weight", "network.items.weight"
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -201,12 +204,25 @@ class BPR(Recommender):
                 "item_bias": self.item_bias_}
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        if _TORCH_ITEMS in state:
+            state = _from_torch_bpr(state, self.config.embedding_dim, self.config.use_bias)
         self.user_factors_ = np.ascontiguousarray(state["user_factors"], np.float32)
         self.item_factors_ = np.ascontiguousarray(state["item_factors"], np.float32)
         self.item_bias_ = np.ascontiguousarray(state["item_bias"], np.float32)
         shapes = (self.user_factors_.shape[0], self.item_factors_.shape[0], len(self.item_bias_))
         if shapes != (self.n_users, self.n_items, self.n_items):
             raise ValueError(f"factor shapes {shapes} do not fit {self.n_users} users and {self.n_items} items")
+
+
+def _from_torch_bpr(state: dict[str, np.ndarray], dim: int, use_bias: bool) -> dict[str, np.ndarray]:
+    """The factors of a `bpr` artifact saved when `bpr` was the torch MF (``MFNetwork`` weights).
+
+    Its tables hold ``[p_u, b_u]`` and ``[q_i, b_i]``; the user bias is a constant per user
+    (rankings do not change without it, `predict` moves by it) and is left out.
+    """
+    users, items = state[_TORCH_USERS], state[_TORCH_ITEMS]
+    bias = items[:, dim] if use_bias else np.zeros(len(items), np.float32)
+    return {"user_factors": users[:, :dim], "item_factors": items[:, :dim], "item_bias": bias}
 
 
 @contextlib.contextmanager
