@@ -188,3 +188,13 @@ def test_an_artifact_of_the_torch_bpr_loads_with_the_same_rankings(tmp_path):
     user_bias = old.network_.user_bias.detach().numpy()
     np.testing.assert_allclose(loaded.score(users), old.score(users) - user_bias[:, None], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(loaded.recommend_idx(users, 5)[0], old.recommend_idx(users, 5)[0])
+
+
+def test_fold_in_recovers_each_users_trained_top_item():
+    data, _ = tiny_interactions()
+    model = create_model("bpr", epochs=30, embedding_dim=8, threads=1).fit(data)
+    histories = [model.seen_[u].indices for u in range(model.n_users)]
+    folded, trained = model.score_histories(histories), model.score(np.arange(model.n_users))
+    for row, h in enumerate(histories):
+        folded[row, h] = trained[row, h] = -np.inf
+    assert np.mean(folded.argmax(axis=1) == trained.argmax(axis=1)) >= 0.75
