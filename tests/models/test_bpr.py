@@ -11,7 +11,7 @@ from recforge.data.synthetic import make_synthetic
 from recforge.errors import ConfigError
 from recforge.evaluation.evaluate import evaluate_topn
 from recforge.models.artifact import read_json, write_json
-from recforge.models.bpr import BPR, bpr_epoch, kernel_threads
+from recforge.models.bpr import BPR, bpr_epochs, kernel_threads
 from recforge.registry import create_model, load_model
 from recforge.testing import tiny_interactions
 
@@ -39,19 +39,19 @@ class _Stream:
 def reference_epoch(users, items, seen, U, V, b, lr, reg, reg_bias, seed, chunk, chunk_order):
     """LearnBPR (Rendle et al. 2009, Fig. 4) written plainly, with the kernel's random streams.
 
-    Per chunk in `chunk_order`: shuffle its interactions (Fisher–Yates), then per
-    interaction draw uniform items until one the user has not seen, and take one SGD step
-    on ``ln σ(x_ui − x_uj)`` with an L2 penalty on every touched parameter.
+    Per chunk in `chunk_order`: shuffle its positions (Fisher–Yates), then per interaction
+    draw uniform items until one the user has not seen, and take one SGD step on
+    ``ln σ(x_ui − x_uj)`` with an L2 penalty on every touched parameter. Returns the summed loss.
     """
     lr, reg, reg_bias = np.float32(lr), np.float32(reg), np.float32(reg_bias)
     total = 0.0
     for block in chunk_order:
         stream = _Stream(_mix(seed ^ ((int(block) * _MIX2) & _MASK)))
-        start, stop = block * chunk, min(block * chunk + chunk, len(users))
-        for k in range(stop - 1, start, -1):
-            j = start + stream.below(k - start + 1)
-            users[[k, j]], items[[k, j]] = users[[j, k]], items[[j, k]]
-        for k in range(start, stop):
+        order = list(range(block * chunk, min(block * chunk + chunk, len(users))))
+        for t in range(len(order) - 1, 0, -1):
+            r = stream.below(t + 1)
+            order[t], order[r] = order[r], order[t]
+        for k in order:
             u, i = users[k], items[k]
             j = stream.below(V.shape[0])
             while j in seen[u]:
@@ -69,31 +69,29 @@ def reference_epoch(users, items, seen, U, V, b, lr, reg, reg_bias, seed, chunk,
 
 
 def test_kernel_takes_the_same_steps_as_the_plain_reference():
-    """One thread, several chunks in a shuffled order, three epochs: the same factors."""
+    """One thread, three epochs of several chunks in shuffled orders: the same factors."""
     data, _ = tiny_interactions()
     csr = data.csr(binary=True)
     seen = [set(csr[u].indices.tolist()) for u in range(data.n_users)]
     rng = np.random.default_rng(0)
     order = rng.permutation(len(data))
-    start = (data.user_idx[order].astype(np.int32), data.item_idx[order].astype(np.int32),
-             rng.normal(0, 0.1, (data.n_users, 6)).astype(np.float32),
-             rng.normal(0, 0.1, (data.n_items, 6)).astype(np.float32),
-             rng.normal(0, 0.1, data.n_items).astype(np.float32))
-    args = {"kernel": start, "reference": tuple(a.copy() for a in start)}
+    users, items = data.user_idx[order].astype(np.int32), data.item_idx[order].astype(np.int32)
+    U = rng.normal(0, 0.1, (data.n_users, 6)).astype(np.float32)
+    V = rng.normal(0, 0.1, (data.n_items, 6)).astype(np.float32)
+    b = rng.normal(0, 0.1, data.n_items).astype(np.float32)
+    rates, seeds = np.array([0.1, 0.08, 0.05]), rng.integers(0, 2**63, 3).astype(np.uint64)
     chunk = 50  # 5 chunks of the 234 interactions
+    chunk_orders = np.array([rng.permutation(5) for _ in range(3)])
+    Ur, Vr, br = U.copy(), V.copy(), b.copy()
     with kernel_threads(1):
-        for epoch in range(3):
-            seed = int(rng.integers(0, 2**63))
-            chunk_order = rng.permutation(5)
-            users, items, U, V, b = args["kernel"]
-            loss, skipped = bpr_epoch(users, items, csr.indptr.astype(np.int64), csr.indices, U, V, b,
-                                      0.1, 0.01, 0.02, True, np.uint64(seed), chunk, chunk_order)
-            want = reference_epoch(*args["reference"][:2], seen, *args["reference"][2:], 0.1, 0.01, 0.02,
-                                   seed, chunk, chunk_order)
-            assert skipped == 0 and loss == pytest.approx(want, rel=1e-4), epoch
-            np.testing.assert_array_equal(args["kernel"][0], args["reference"][0])  # the same shuffles
-            for got, expected in zip(args["kernel"][2:], args["reference"][2:], strict=True):
-                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+        losses, skipped = bpr_epochs(users, items, csr.indptr.astype(np.int64), csr.indices, U, V, b, rates,
+                                     0.01, 0.02, True, seeds, chunk, chunk_orders)
+    want = [reference_epoch(users, items, seen, Ur, Vr, br, rates[e], 0.01, 0.02, int(seeds[e]), chunk,
+                            chunk_orders[e]) for e in range(3)]
+    assert skipped == 0
+    np.testing.assert_allclose(losses, want, rtol=1e-4)
+    for got, expected in ((U, Ur), (V, Vr), (b, br)):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_a_user_who_has_seen_every_item_gets_no_negative():
@@ -102,8 +100,8 @@ def test_a_user_who_has_seen_every_item_gets_no_negative():
     indices = np.array([0, 1, 2, 0], np.int32)
     users, items = np.array([0, 0, 0, 1], np.int32), np.array([0, 1, 2, 0], np.int32)
     U, V, b = np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32), np.zeros(3, np.float32)
-    _, skipped = bpr_epoch(users, items, indptr, indices, U, V, b, 0.1, 0.0, 0.0, True, np.uint64(1), 8,
-                           np.array([0]))
+    _, skipped = bpr_epochs(users, items, indptr, indices, U, V, b, np.array([0.1]), 0.0, 0.0, True,
+                            np.array([1], np.uint64), 8, np.array([[0]]))
     assert skipped == 3
     assert b[0] > 0 and b[1:].sum() < 0  # user 1's one step: item 0 up, a negative down
 
@@ -156,8 +154,6 @@ def test_early_stopping_on_a_carved_validation_share():
 
 
 def test_settings():
-    assert create_model("bpr").config.bias_regularization == create_model("bpr").config.regularization
-    assert create_model("bpr", regularization=0.1, bias_regularization=0.0).config.bias_regularization == 0.0
     with pytest.raises(ConfigError):
         BPR(task="rating")
     with pytest.raises(ConfigError, match="ranking metric"):

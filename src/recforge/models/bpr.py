@@ -8,14 +8,17 @@ each with its L2 penalty (LearnBPR, the paper's Fig. 4).
 
 One epoch draws one triple per training interaction: every interaction is the positive
 once, in a random order, and its negative is a uniform item outside the user's training
-items (rejection against the CSR). The kernel (numba, `parallel=True`) splits the shuffled
-interactions into fixed chunks and runs them on `threads` threads that update the shared
-factors without locks ("Hogwild!", Niu, Recht, Ré & Wright, NIPS 2011): two threads rarely
-touch the same row, and an occasional lost update does not hurt SGD. Each chunk draws its
-order and its negatives from its own random stream (seeded by the config's seed, the epoch
-and the chunk), so the triples do not depend on the number of threads; with ``threads=1``
-the same seed gives the same factors bit for bit, with more threads the interleaving of
-the updates (and so the last bits of the factors) varies from run to run.
+items (rejection against the CSR). The kernel (numba, `parallel=True`) cuts the interactions
+(shuffled once) into fixed chunks; each (epoch, chunk) is a task that visits its chunk in a
+fresh random order and draws its negatives from its own random stream, seeded by the
+config's seed, the epoch and the chunk, so the triples do not depend on the number of
+threads. `threads` threads take the tasks one at a time and update the shared factors
+without locks ("Hogwild!", Niu, Recht, Ré & Wright, NIPS 2011): two threads rarely touch
+the same row, and an occasional lost update does not hurt SGD. Without validation, many
+epochs run in one parallel loop, so threads do not wait for each other after every epoch
+(on a busy machine such waits cost whole time slices). With ``threads=1`` the same seed
+gives the same factors bit for bit; with more threads the interleaving of the updates
+(and so the last bits of the factors) varies from run to run.
 
 The torch path of BPR (minibatch Adam, several negatives per positive, GPU) is
 ``mf`` with ``loss: bpr``.
@@ -24,7 +27,6 @@ The torch path of BPR (minibatch Adam, several negatives per positive, GPU) is
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Iterator
 from typing import ClassVar, Literal
@@ -34,7 +36,7 @@ import numpy as np
 from numba import njit, prange
 from pydantic import Field, field_validator
 
-from recforge.config import DefaultRule, ModelConfig, SameAs
+from recforge.config import ModelConfig
 from recforge.data.interactions import Interactions
 from recforge.data.splitting import carve_validation
 from recforge.models.base import Recommender, history_matrix
@@ -43,10 +45,13 @@ from recforge.training.config import parse_metric
 from recforge.training.history import EpochRecord, History
 from recforge.training.validation import make_validator
 
-__all__ = ["BPR", "BPRConfig", "bpr_epoch", "kernel_threads"]
+__all__ = ["BPR", "BPRConfig", "bpr_epochs", "kernel_threads"]
 
-#: interactions per chunk of the kernel: the unit of shuffling, seeding and thread work
+#: interactions per chunk of the kernel: the unit of ordering, seeding and thread work
 CHUNK = 4096
+#: without validation, one kernel call runs this many triples' worth of whole epochs (at least
+#: one): threads wait for each other once per call, which on a busy machine costs time slices
+EPOCH_GROUP_TRIPLES = 1 << 21
 #: uniform draws per triple before its negative is given up (only for users who have seen
 #: nearly every item)
 MAX_NEGATIVE_TRIES = 64
@@ -76,8 +81,8 @@ class BPRConfig(ModelConfig):
     """none: a constant step; cosine: annealed from `learning_rate` towards 0 over `epochs`."""
     regularization: float = Field(0.02, ge=0)
     """λ of the L2 penalty on the user, positive and negative factor rows, per update."""
-    bias_regularization: float | None = Field(None, ge=0)
-    """λ of the L2 penalty on the positive and negative item biases, per update (None: `regularization`)."""
+    bias_regularization: float = Field(0.005, ge=0)
+    """λ of the L2 penalty on the positive and negative item biases, per update."""
     use_bias: bool = True
     """Learn an item bias (a user bias cancels out of BPR's differences)."""
     init_std: float = Field(0.01, gt=0)
@@ -92,8 +97,6 @@ class BPRConfig(ModelConfig):
     """Smallest improvement of the metric that counts."""
     threads: int | None = Field(None, ge=1)
     """Kernel threads (None: every core numba sees); 1 makes training bit-for-bit repeatable."""
-
-    default_rules = (DefaultRule({}, {"bias_regularization": SameAs("regularization")}),)
 
     @field_validator("validation_metric")
     @classmethod
@@ -133,7 +136,7 @@ class BPR(Recommender):
             train, validation = carve_validation(interactions, cfg.validation_ratio, seed=cfg.seed)
         seen = self.seen_ if train is interactions else train.csr(binary=True)  # rows sorted
         indptr, indices = seen.indptr.astype(np.int64), np.asarray(seen.indices, np.int32)
-        # the interactions in one random order; the kernel reshuffles within chunks every epoch
+        # the interactions in one random order; the kernel visits each chunk in another order every epoch
         order = rng.permutation(len(train))
         users = np.ascontiguousarray(train.user_idx[order], np.int32)
         items = np.ascontiguousarray(train.item_idx[order], np.int32)
@@ -148,25 +151,29 @@ class BPR(Recommender):
         best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         best_value, stale = -np.inf, 0
         n_chunks = -(-len(users) // CHUNK)
-        reg_bias = cfg.regularization if cfg.bias_regularization is None else cfg.bias_regularization
+        epochs = np.arange(cfg.epochs)
+        rates = np.full(cfg.epochs, cfg.learning_rate)
+        if cfg.lr_schedule == "cosine":
+            rates *= 0.5 * (1.0 + np.cos(np.pi * epochs / cfg.epochs))
+        seeds = rng.integers(0, 2**63, cfg.epochs).astype(np.uint64)
+        chunk_orders = np.argsort(rng.random((cfg.epochs, n_chunks)), axis=1)
+        # epochs per kernel call: one when validating, else enough for ~EPOCH_GROUP_TRIPLES
+        group = 1 if validate is not None else max(1, EPOCH_GROUP_TRIPLES // max(len(users), 1))
         with kernel_threads(cfg.threads):
-            for epoch in range(1, cfg.epochs + 1):
+            for first in range(0, cfg.epochs, group):
+                part = slice(first, min(first + group, cfg.epochs))
                 start = time.perf_counter()
-                chunk_order = rng.permutation(n_chunks)
-                epoch_seed = np.uint64(rng.integers(0, 2**63))
-                lr = cfg.learning_rate
-                if cfg.lr_schedule == "cosine":
-                    lr *= 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / cfg.epochs))
-                loss, _ = bpr_epoch(users, items, indptr, indices, self.user_factors_, self.item_factors_,
-                                    self.item_bias_, lr, cfg.regularization,
-                                    reg_bias, cfg.use_bias, epoch_seed, CHUNK, chunk_order)
+                losses, _ = bpr_epochs(users, items, indptr, indices, self.user_factors_, self.item_factors_,
+                                       self.item_bias_, rates[part], cfg.regularization, cfg.bias_regularization,
+                                       cfg.use_bias, seeds[part], CHUNK, chunk_orders[part])
                 metric = validate() if validate is not None else None
-                history.records.append(EpochRecord(epoch, loss / max(len(users), 1), metric, lr,
-                                                   time.perf_counter() - start))
+                seconds = (time.perf_counter() - start) / len(losses)
+                history.records += [EpochRecord(int(e) + 1, loss / max(len(users), 1), metric, float(lr), seconds)
+                                    for e, loss, lr in zip(epochs[part], losses, rates[part], strict=True)]
                 if metric is None:
                     continue
                 if best is None or metric > best_value + cfg.min_delta:
-                    best_value, stale, history.best_epoch = metric, 0, epoch
+                    best_value, stale, history.best_epoch = metric, 0, first + 1
                     best = (self.user_factors_.copy(), self.item_factors_.copy(), self.item_bias_.copy())
                 else:
                     stale += 1
@@ -230,15 +237,15 @@ def kernel_threads(threads: int | None) -> Iterator[None]:
     """Run numba's parallel kernels on `threads` threads (None: unchanged), restoring it after.
 
     More threads than numba started with (``NUMBA_NUM_THREADS``, the core count) are capped.
+    Inside, parallel loops hand out their iterations one at a time (numba's chunk size 1), so
+    a thread that the operating system holds back delays one task, not a fixed share.
     """
-    if threads is None:
-        yield
-        return
     previous = numba.get_num_threads()
     started = int(vars(numba.config)["NUMBA_NUM_THREADS"])  # set at import, from the environment
-    numba.set_num_threads(min(threads, started))
+    numba.set_num_threads(previous if threads is None else min(threads, started))
     try:
-        yield
+        with numba.parallel_chunksize(1):
+            yield
     finally:
         numba.set_num_threads(previous)
 
@@ -280,21 +287,22 @@ def _bpr_chunk(users: np.ndarray, items: np.ndarray, indptr: np.ndarray, indices
                U: np.ndarray, V: np.ndarray, bias: np.ndarray, lr: np.float32, reg: np.float32,
                reg_bias: np.float32, use_bias: bool, state: np.uint64, start: int,
                stop: int) -> tuple[float, int]:  # pragma: no cover - compiled
-    """Shuffle ``[start, stop)`` of the interactions in place, then one SGD step per triple.
+    """One SGD step per interaction of ``[start, stop)``, visited in a random order.
 
+    The order is a Fisher–Yates shuffle of the chunk's positions in a private array: the
+    shared interaction arrays are only read, so epochs may overlap on threads.
     Returns the summed loss ``−ln σ(x)`` of the triples and how many had no negative.
     """
     n_items = V.shape[0]
     d = U.shape[1]
-    for k in range(stop - 1, start, -1):  # Fisher–Yates
-        state, r = _below(state, k - start + 1)
-        j = start + r
-        users[k], users[j] = users[j], users[k]
-        items[k], items[j] = items[j], items[k]
+    order = np.arange(start, stop)
+    for t in range(stop - start - 1, 0, -1):
+        state, r = _below(state, t + 1)
+        order[t], order[r] = order[r], order[t]
     one = np.float32(1.0)
     total = 0.0
     skipped = 0
-    for k in range(start, stop):
+    for k in order:
         u = users[k]
         i = items[k]
         lo, hi = indptr[u], indptr[u + 1]
@@ -331,29 +339,34 @@ def _bpr_chunk(users: np.ndarray, items: np.ndarray, indptr: np.ndarray, indices
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def bpr_epoch(users: np.ndarray, items: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
-              U: np.ndarray, V: np.ndarray, bias: np.ndarray, learning_rate: float, regularization: float,
-              bias_regularization: float, use_bias: bool, seed: np.uint64, chunk: int,
-              chunk_order: np.ndarray) -> tuple[float, int]:  # pragma: no cover - compiled
-    """One BPR epoch over the interactions (`users`, `items`, int32, reshuffled in place).
+def bpr_epochs(users: np.ndarray, items: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+               U: np.ndarray, V: np.ndarray, bias: np.ndarray, learning_rates: np.ndarray,
+               regularization: float, bias_regularization: float, use_bias: bool, seeds: np.ndarray,
+               chunk: int, chunk_orders: np.ndarray) -> tuple[np.ndarray, int]:  # pragma: no cover - compiled
+    """BPR epochs over the interactions `users`, `items` (int32, read only), in one parallel loop.
 
-    Chunk ``c`` is ``[c·chunk, (c+1)·chunk)``, shuffled and sampled from its own stream
-    seeded by `seed` and ``c``; `chunk_order` (a permutation of the chunks) is the order
-    they are handed to the threads. `indptr`/`indices` are the users × items
-    training CSR with sorted rows; `U` (n_users, d), `V` (n_items, d) and `bias` (n_items,)
-    are float32 and updated in place (`bias` only with `use_bias`). Returns (summed loss, triples without a negative).
+    Epoch e visits the chunks ``[c·chunk, (c+1)·chunk)`` in the order ``chunk_orders[e]``,
+    each chunk with its own random stream seeded by ``seeds[e]`` and c (visiting order and
+    negatives), at step size ``learning_rates[e]``. The (epoch, chunk) tasks are handed to
+    the threads one at a time in that order, so a thread never waits for another between
+    epochs; an epoch may start before the previous one has ended (Hogwild; with one thread
+    the tasks run strictly in order). `indptr`/`indices`: the users × items training CSR
+    with sorted rows. `U` (n_users, d), `V` (n_items, d) and `bias` (n_items,) are float32,
+    updated in place (`bias` only with `use_bias`). Returns (summed loss per epoch, triples
+    that found no negative).
     """
     n = len(users)
-    n_chunks = len(chunk_order)
-    lr = np.float32(learning_rate)
+    n_epochs, n_chunks = chunk_orders.shape
     reg = np.float32(regularization)
     reg_bias = np.float32(bias_regularization)
-    losses = np.zeros(n_chunks)
-    skipped = np.zeros(n_chunks, np.int64)
-    for c in prange(n_chunks):
-        block = chunk_order[c]
-        state = _mix(seed ^ (np.uint64(block) * _MIX2))
+    losses = np.zeros((n_epochs, n_chunks))
+    skipped = np.zeros((n_epochs, n_chunks), np.int64)
+    for task in prange(n_epochs * n_chunks):
+        e, c = task // n_chunks, task % n_chunks
+        block = chunk_orders[e, c]
+        state = _mix(seeds[e] ^ (np.uint64(block) * _MIX2))
         start = block * chunk
-        losses[c], skipped[c] = _bpr_chunk(users, items, indptr, indices, U, V, bias, lr, reg, reg_bias,
-                                           use_bias, state, start, min(start + chunk, n))
-    return losses.sum(), skipped.sum()
+        losses[e, c], skipped[e, c] = _bpr_chunk(users, items, indptr, indices, U, V, bias,
+                                                 np.float32(learning_rates[e]), reg, reg_bias, use_bias, state,
+                                                 start, min(start + chunk, n))
+    return losses.sum(axis=1), skipped.sum()
