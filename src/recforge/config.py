@@ -15,7 +15,8 @@ from pydantic_core import PydanticUndefined
 from recforge.errors import ConfigError
 
 __all__ = [
-    "ADDED_SETTINGS", "RENAMED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task", "apply_overrides",
+    "ADDED_SETTINGS", "RENAMED_SETTINGS", "RETIRED_SETTINGS", "DefaultRule", "ModelConfig", "SameAs", "Task",
+    "apply_overrides",
     "coerce_value", "describe_validation_error", "parse_config", "read_yaml_mapping",
     "upgrade_saved_config",
 ]
@@ -126,6 +127,13 @@ RENAMED_SETTINGS: dict[str, dict[str, str]] = {
     "itemknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
     "userknn": {"reg_user": "user_bias_regularization", "reg_item": "item_bias_regularization"},
 }
+#: settings a model no longer has, dropped from saved configs on load: model name -> names.
+#: `bpr` was `mf` with the loss fixed to BPR (torch minibatches) before its compiled SGD kernel.
+RETIRED_SETTINGS: dict[str, frozenset[str]] = {
+    "bpr": frozenset({"loss", "batch_size", "n_negatives", "negative_sampling", "negative_alpha",
+                      "logq_correction", "weight_decay", "optimizer", "lr_step_size", "lr_gamma",
+                      "grad_clip", "device", "verbose"}),
+}
 
 #: settings added since artifacts were first saved whose default changes what a model computes:
 #: model name -> {setting: the value that reproduces the older artifacts}. An artifact saved
@@ -136,10 +144,11 @@ ADDED_SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def upgrade_saved_config(model: str, values: dict[str, Any]) -> dict[str, Any]:
-    """A saved model's config dict: settings renamed since then under their new names, and
-    settings added since then at the values that reproduce the saved model (`ADDED_SETTINGS`)."""
-    renamed = RENAMED_SETTINGS.get(model, {})
-    out = {renamed.get(key, key): value for key, value in values.items()}
+    """A saved model's config dict: settings renamed since then under their new names, the
+    settings it no longer has (`RETIRED_SETTINGS`) left out, and settings added since then at
+    the values that reproduce the saved model (`ADDED_SETTINGS`)."""
+    renamed, retired = RENAMED_SETTINGS.get(model, {}), RETIRED_SETTINGS.get(model, frozenset())
+    out = {renamed.get(key, key): value for key, value in values.items() if key not in retired}
     for key, value in ADDED_SETTINGS.get(model, {}).items():
         out.setdefault(key, value)
     for key, value in out.items():  # a composite's parts: ``cf_model`` with its ``cf_config``

@@ -10,7 +10,7 @@ from scipy.stats import spearmanr
 
 from recforge.data.interactions import Interactions
 from recforge.errors import DataError
-from recforge.models.mf import softmax_fold_in
+from recforge.models.fold_in import softmax_fold_in
 from recforge.registry import available_models, create_model, get_model_class
 from recforge.testing import tiny_interactions, tiny_model
 

@@ -1,4 +1,4 @@
-"""MatrixFactorization and BPR: conformance, configuration, and ML-100K quality floors."""
+"""MatrixFactorization: configuration, the network, rating and implicit training."""
 
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recforge.errors import ConfigError
-from recforge.models.mf import BPR, MatrixFactorization, MFNetwork
+from recforge.models.mf import MatrixFactorization, MFNetwork
 from recforge.registry import create_model
 from recforge.testing import tiny_interactions
 
@@ -20,7 +20,6 @@ def test_auto_defaults_depend_on_task():
     assert rating.validation_metric == "rmse"
     assert create_model("mf", loss="softmax").config.n_negatives > 1
     assert create_model("mf", embedding_dim=7).config.embedding_dim == 7
-    assert isinstance(create_model("bpr"), BPR) and create_model("bpr").config.loss == "bpr"
 
 
 def test_invalid_loss_and_task_combinations():
@@ -28,10 +27,6 @@ def test_invalid_loss_and_task_combinations():
         MatrixFactorization(task="rating", loss="bpr")
     with pytest.raises(ConfigError, match="does not fit task"):
         MatrixFactorization(loss="mse")
-    with pytest.raises(ConfigError):
-        BPR(loss="bce")
-    with pytest.raises(ConfigError):
-        BPR(task="rating")
 
 
 def test_network_scores_and_penalty_by_hand():

@@ -6,7 +6,7 @@ With ``task="rating"`` it minimises the squared error on observed ratings plus a
 penalty on the parameters each example touches; with ``task="topn"`` it ranks observed
 items above sampled negatives with a pairwise (BPR, Rendle et al., UAI 2009), pointwise
 (binary cross-entropy) or listwise (sampled softmax with optional logQ correction) loss.
-`BPR` is this model with the loss fixed to BPR.
+The `bpr` model (`recforge.models.bpr`) is BPR by a compiled SGD kernel instead.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from pydantic import Field, model_validator
 from torch import nn
@@ -22,6 +21,7 @@ from torch import nn
 from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.models.base import history_matrix
+from recforge.models.fold_in import softmax_fold_in
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import embedding
@@ -29,14 +29,12 @@ from recforge.training.config import TrainingConfig
 from recforge.training.sampling import NegativeSampler, batch_indices
 from recforge.training.trainer import TrainingPlan
 
-__all__ = ["BPR", "BPRConfig", "MFConfig", "MFNetwork", "MatrixFactorization", "softmax_fold_in"]
+__all__ = ["MFConfig", "MFNetwork", "MatrixFactorization", "softmax_fold_in"]
 
 #: fold-in penalty per history item for losses other than softmax (softmax uses its own
 #: `regularization`): with it a BPR model's folded-in training histories keep 89 % of the
 #: trained top-20 on ML-100K (softmax MF: 92 %, Spearman 0.995 over all items)
 FOLD_IN_REGULARIZATION = 0.05
-#: work arrays of the batched Newton steps of `softmax_fold_in` stay under this many cells
-_FOLD_IN_CELLS = 1 << 22
 class MFConfig(TrainingConfig):
     """Hyperparameters of `MatrixFactorization`; None means "the default for the task".
 
@@ -329,81 +327,3 @@ class MatrixFactorization(TorchRecommender[MFNetwork]):
         out[known_u] += user_bias[user_idx[known_u]]
         out[known_i] += item_bias[item_idx[known_i]]
         return out
-
-
-class BPRConfig(MFConfig):
-    """`MFConfig` with the loss fixed to BPR (top-N only)."""
-
-    loss: Literal["bpr"] = "bpr"
-    task: Literal["topn"] = "topn"
-
-
-class BPR(MatrixFactorization):
-    """Bayesian personalized ranking MF (Rendle, Freudenthaler, Gantner & Schmidt-Thieme,
-    "BPR: Bayesian Personalized Ranking from Implicit Feedback", UAI 2009)."""
-
-    name = "bpr"
-    config_class = BPRConfig
-    tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
-
-
-def softmax_fold_in(Q: np.ndarray, b: np.ndarray, histories: sp.csr_matrix, reg: float,
-                    max_iter: int = 25, tol: float = 1e-6) -> np.ndarray:
-    """User vectors p (B, d) maximising ``Σ_{j∈h} log softmax(b + Q p)_j − λ‖p‖²``, λ = reg·|h|.
-
-    The full-softmax likelihood of each binary history row of `histories` (B, n) under fixed
-    item vectors `Q` (n, d) and biases `b` (n,): strictly concave, so damped Newton steps
-    (batched over users, backtracking on the objective) converge in a handful of iterations.
-    Rows with an empty history get p = 0.
-    """
-    n, d = Q.shape
-    out = np.zeros((histories.shape[0], d))
-    block = max(1, _FOLD_IN_CELLS // max(n * d, 1))
-    for start in range(0, histories.shape[0], block):
-        H = histories[start:start + block]
-        out[start:start + H.shape[0]] = _newton_block(Q, b, H, reg, max_iter, tol)
-    return out
-
-
-def _newton_block(Q: np.ndarray, b: np.ndarray, H: sp.csr_matrix, reg: float,
-                  max_iter: int, tol: float) -> np.ndarray:
-    """`softmax_fold_in` for one block of rows (all work arrays B × n × d at most)."""
-    d = Q.shape[1]
-    count = np.asarray(H.sum(axis=1), np.float64).ravel()
-    lam = reg * count
-    target = np.asarray(H @ Q)  # (B, d): Σ of the history's item vectors
-    target_bias = np.asarray(H @ b).ravel()
-    P = np.zeros((H.shape[0], d))
-
-    def objective(P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        Z = P @ Q.T + b
-        top = Z.max(axis=1, keepdims=True)
-        lse = top[:, 0] + np.log(np.exp(Z - top).sum(axis=1))
-        value = count * lse - (np.einsum("bd,bd->b", target, P) + target_bias) + lam * np.einsum("bd,bd->b", P, P)
-        return value, np.exp(Z - lse[:, None])
-
-    todo = count > 0
-    value, W = objective(P)
-    for _ in range(max_iter):
-        mean_q = W @ Q
-        grad = count[:, None] * mean_q - target + 2.0 * lam[:, None] * P
-        todo &= np.linalg.norm(grad, axis=1) > tol * np.maximum(count, 1.0)
-        if not todo.any():
-            break
-        rows = np.flatnonzero(todo)
-        Wr, mr = W[rows], mean_q[rows]
-        hess = np.matmul((Wr[:, :, None] * Q[None]).transpose(0, 2, 1), Q) - mr[:, :, None] * mr[:, None, :]
-        hess = count[rows, None, None] * hess + 2.0 * lam[rows, None, None] * np.eye(d)
-        step = np.zeros_like(P)
-        step[rows] = np.linalg.solve(hess, grad[rows][..., None])[..., 0]
-        slope = np.einsum("bd,bd->b", grad, step)
-        t = np.ones(len(P))
-        for _ in range(30):  # backtracking: halve each row's step until its objective drops enough
-            new_value, new_W = objective(P - t[:, None] * step)
-            ok = new_value <= value - 1e-4 * t * slope
-            if ok.all():
-                break
-            t = np.where(ok, t, t / 2.0)
-        P = P - t[:, None] * step
-        value, W = new_value, new_W
-    return P

@@ -30,7 +30,7 @@ from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.linalg import unit_rows
 from recforge.models.base import EXPLAIN_COLUMNS, as_list, history_matrix
-from recforge.models.mf import softmax_fold_in
+from recforge.models.fold_in import softmax_fold_in
 from recforge.models.torch_base import FeatureTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import bias_embedding, embedding, mlp

@@ -38,7 +38,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -48,6 +48,7 @@ from torch import nn
 from recforge.errors import ConfigError, RecforgeError
 from recforge.training.callbacks import Callback, EarlyStopping, RichProgress
 from recforge.training.config import TrainingConfig
+from recforge.training.history import EpochRecord, History
 
 __all__ = [
     "BatchFactory", "BatchStep", "EpochRecord", "History", "NetT", "Trainer", "TrainingError",
@@ -73,41 +74,6 @@ class TrainingPlan(Generic[NetT]):
     step: BatchStep[NetT]
     batches: BatchFactory
     parameters: Iterable[Any] | None = None
-
-
-@dataclass
-class EpochRecord:
-    """One epoch: mean training loss (over batches), validation metric, learning rate, time."""
-
-    epoch: int
-    loss: float
-    metric: float | None
-    learning_rate: float
-    seconds: float
-
-
-@dataclass
-class History:
-    """Per-epoch records of a training run, the metric's name and the restored best epoch."""
-
-    records: list[EpochRecord] = field(default_factory=list)
-    metric_name: str | None = None
-    best_epoch: int | None = None
-
-    @property
-    def losses(self) -> np.ndarray:
-        return np.array([r.loss for r in self.records], np.float64)
-
-    @property
-    def metrics(self) -> np.ndarray:
-        values = [np.nan if r.metric is None else r.metric for r in self.records]
-        return np.array(values, np.float64)
-
-    epochs_planned: int = 0
-
-    @property
-    def stopped_early(self) -> bool:
-        return bool(self.records) and self.records[-1].epoch < self.epochs_planned
 
 
 def resolve_device(device: str) -> torch.device:
