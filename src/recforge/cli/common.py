@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from recforge.errors import ConfigError, RecforgeError
+from recforge.errors import ConfigError, DistributedError, RecforgeError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,8 +27,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a RecforgeError inside a command into ``error: <message>`` on stderr, exit 1.
 
     Users see one readable line instead of a traceback; the signature is kept for Typer. In
-    a data-parallel run only rank 0 prints it: the ranks read the same input, so they
-    meet the same bad input.
+    a data-parallel run only rank 0 prints it, the ranks meeting the same bad input alike;
+    a `DistributedError`, which is about one process, names that process's rank.
     """
 
     @functools.wraps(func)
@@ -36,8 +36,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except RecforgeError as exc:
-            if os.environ.get("RANK", "0") == "0":
+            rank = os.environ.get("RANK", "0")
+            if rank == "0":
                 typer.echo(f"error: {exc}", err=True)
+            elif isinstance(exc, DistributedError):
+                typer.echo(f"error (training process {rank}): {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper

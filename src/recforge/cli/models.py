@@ -16,7 +16,7 @@ from recforge.cli.common import (
     handle_errors,
     make_console,
 )
-from recforge.errors import ConfigError, DataError
+from recforge.errors import ConfigError, DataError, DistributedError
 
 
 @handle_errors
@@ -102,8 +102,8 @@ def train_command(
     sep: SepOpt = None,
     header: HeaderOpt = None,
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch models.",
-        show_default="torch's, one per physical core"),
+        None, "--threads", min=1, help="CPU threads for torch models (per process with --nproc).",
+        show_default="torch's, one per physical core; with --nproc N, the cores / N"),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
     nproc: int = typer.Option(
         1, "--nproc", min=1,
@@ -144,7 +144,9 @@ def train_command(
         recommender = create_model(name, params)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (`recforge models {name}` describes them)") from None
+    device = str(getattr(recommender.config, "device", "cpu"))
     if parallel and world == 1:  # start the processes; each runs this command again
+        distributed.check_devices(device, nproc)
         args = given_options(ctx, skip={"nproc"})
         if threads is None:
             args += ["--threads", str(max(1, _cpu_count() // nproc))]
@@ -155,8 +157,9 @@ def train_command(
     if not parallel:
         _train_and_save(recommender, name, data, data_dir, items, options, out, console)
         return
-    with distributed.process_group(str(getattr(recommender.config, "device", "cpu"))) as group:
-        assert group is not None  # a data-parallel model under torchrun
+    with distributed.process_group(device) as group:
+        if group is None:
+            raise DistributedError("this torch build has no torch.distributed: train in one process")
         console.print(f"process group: {group.world_size} processes ({_backend()}); rank 0 validates, "
                       "logs and saves")
         _train_and_save(recommender, name, data, data_dir, items, options, out if group.is_main else None,

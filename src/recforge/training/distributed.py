@@ -45,19 +45,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from recforge.errors import RecforgeError
+from recforge.errors import DistributedError
 
 __all__ = [
-    "DistributedError", "Group", "StepModule", "all_reduce_sum", "broadcast_value", "current",
+    "DistributedError", "Group", "StepModule", "all_reduce_sum", "broadcast_value", "check_devices", "current",
     "launch", "launched_rank", "launched_world_size", "process_group",
 ]
 
 #: how long a process waits for the others (rendezvous, a collective) before giving up
 TIMEOUT = datetime.timedelta(minutes=30)
-
-
-class DistributedError(RecforgeError):
-    """A data-parallel run failed (a process exited with an error, or the group is unusable)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +107,11 @@ def process_group(device: str = "auto") -> Iterator[Group | None]:
         return
     cuda = device != "cpu" and torch.cuda.is_available()
     if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise DistributedError(f"training process {local_rank} on this machine needs GPU {local_rank}, but "
+                                   f"there are {gpus}: start at most {gpus} per machine, or set device=cpu")
+        torch.cuda.set_device(local_rank)
     torch.distributed.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=TIMEOUT)
     try:
         yield current()
@@ -155,6 +155,17 @@ def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]
     tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
     torch.distributed.all_reduce(tensor)
     return [float(v) for v in tensor.tolist()]
+
+
+def check_devices(device: str, nproc: int) -> None:
+    """Raise `DistributedError` when `nproc` processes on this machine would train on CUDA
+    (`device` ``auto`` or ``cuda`` with a GPU present) with fewer GPUs than processes."""
+    if device == "cpu" or not torch.cuda.is_available():
+        return
+    gpus = torch.cuda.device_count()
+    if nproc > gpus:
+        raise DistributedError(f"{nproc} processes on CUDA need a GPU each, and this machine has {gpus}: "
+                               f"use --nproc {gpus}, or --set device=cpu")
 
 
 def launch(argv: Sequence[str], nproc: int) -> None:
