@@ -27,7 +27,9 @@ def regression_data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def early_stopping(rank: int) -> dict[str, Any]:
-    """Rank 0 validates (scripted figures); the others must not, yet stop with it."""
+    """Rank 0 validates (scripted figures) and decides when to stop; the others must not
+    validate, and a callback of theirs that wants to stop after epoch 1 is overruled."""
+    from recforge.training.callbacks import Callback
     from recforge.training.config import TrainingConfig
     from recforge.training.sampling import batch_indices
     from recforge.training.trainer import Trainer, seeded
@@ -51,8 +53,14 @@ def early_stopping(rank: int) -> dict[str, Any]:
         epochs_validated.append(len(epochs_validated) + 1)
         return SCRIPTED_METRICS[len(epochs_validated) - 1]
 
+    class StopOnOtherRanks(Callback):
+        def on_epoch_end(self, trainer: Trainer, record: Any) -> None:
+            if rank != 0:
+                trainer.stop_training = True
+
     cfg = TrainingConfig(epochs=len(SCRIPTED_METRICS), learning_rate=0.05, patience=2, device="cpu")
-    history = Trainer(cfg).fit(net, step, batches, rng=np.random.default_rng(7), validate=validate)
+    history = Trainer(cfg, [StopOnOtherRanks()]).fit(net, step, batches, rng=np.random.default_rng(7),
+                                                     validate=validate)
     return {"epochs": len(history.records), "best_epoch": history.best_epoch,
             "metrics": history.metrics.tolist(), "losses": history.losses.tolist(),
             "weights": [p.detach().flatten().tolist() for p in net.parameters()], "rows": rows}

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,26 @@ from recforge.training.sampling import BatchShard, batch_indices, sharded_batche
 WORKER = Path(__file__).with_name("ddp_worker.py")
 #: a stuck collective fails the test instead of hanging CI
 TIMEOUT_S = 300
-#: synthetic data where MF clearly beats popularity, small enough to train in about a second
-MF_SETTINGS = {"epochs": 15, "embedding_dim": 16, "batch_size": 256, "learning_rate": 0.01, "threads": 1,
+#: on the synthetic data below MF beats popularity by 0.05 NDCG@10 (0.352 vs 0.302), 120 steps
+MF_SETTINGS = {"epochs": 12, "embedding_dim": 16, "batch_size": 2048, "learning_rate": 0.02, "threads": 1,
                "device": "cpu"}
-#: NDCG@10 of 1 and 2 processes differ by up to ~0.01 across seeds (sampling noise); 0.03 is ~4σ
+#: one process's NDCG@10 varies by σ ≈ 0.005 over seeds; 1 vs 2 processes differed by 0.001–0.007
+#: over three seeds: 0.03 is over 4σ of a difference of two runs
 SAME_QUALITY = 0.03
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `cmd` in a session of its own; past `TIMEOUT_S` kill it with the training processes
+    it started."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])}... ran past {TIMEOUT_S} s: {err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _shards(n: int, batch_size: int, world: int, seed: int) -> list[list[np.ndarray]]:
@@ -58,16 +74,15 @@ def test_a_batch_smaller_than_the_processes_is_skipped_by_all():
 
 def test_two_gloo_processes_under_torchrun(tmp_path):
     """One weight init, one partition of every batch, rank 0's early stopping, every torch model."""
-    done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(WORKER), str(tmp_path)],
-        capture_output=True, text=True, timeout=TIMEOUT_S, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                 str(WORKER), str(tmp_path)], env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert (r0["world_size"], r0["rank"], r1["rank"]) == (2, 0, 1)
 
     stop0, stop1 = r0["early_stopping"], r1["early_stopping"]
-    # rank 0's figures: best at epoch 2, stopped after 2 epochs without gain; rank 1 never validated
+    # rank 0's figures: best at epoch 2, stopped after 2 epochs without gain; rank 1 never
+    # validated, and its wish to stop after epoch 1 was overruled
     assert stop0["epochs"] == stop1["epochs"] == 4 and stop0["best_epoch"] == stop1["best_epoch"] == 2
     assert stop0["metrics"] == stop1["metrics"] == [0.1, 0.5, 0.4, 0.3]
     assert stop0["losses"] == stop1["losses"]  # the mean over both processes' batches
@@ -89,7 +104,7 @@ def test_two_gloo_processes_under_torchrun(tmp_path):
 
 @pytest.fixture(scope="module")
 def synthetic_split(tmp_path_factory):
-    data = make_synthetic(400, 150, 12_000, seed=0, with_features=False)
+    data = make_synthetic(800, 150, 24_000, seed=0, with_features=False)
     train, test = user_ratio_split(data, 0.2, seed=0)
     path = tmp_path_factory.mktemp("ddp") / "train.tsv"
     write_tsv(train, path)
@@ -102,10 +117,8 @@ def test_train_nproc_2_matches_one_process(synthetic_split, tmp_path):
     path, test = synthetic_split
     out = tmp_path / "mf2"
     sets = [arg for key, value in MF_SETTINGS.items() if key != "threads" for arg in ("--set", f"{key}={value}")]
-    done = subprocess.run(
-        [sys.executable, "-m", "recforge", "train", "--model", "mf", "--data", str(path), "--out", str(out),
-         "--nproc", "2", "--threads", "1", "--no-quiet", *sets],
-        capture_output=True, text=True, timeout=TIMEOUT_S)
+    done = _run([sys.executable, "-m", "recforge", "train", "--model", "mf", "--data", str(path), "--out", str(out),
+                 "--nproc", "2", "--threads", "1", "--no-quiet", *sets])
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stderr.splitlines()
     assert sum("saved to" in line for line in log) == 1 and sum(line.startswith("data:") for line in log) == 1
@@ -120,7 +133,7 @@ def test_train_nproc_2_matches_one_process(synthetic_split, tmp_path):
     ndcg = {name: evaluate_topn(model, test, ks=(10,)).metrics["ndcg@10"]
             for name, model in (("one", one), ("two", two), ("popularity", popularity))}
     assert abs(ndcg["two"] - ndcg["one"]) <= SAME_QUALITY, ndcg
-    assert ndcg["two"] >= ndcg["popularity"] + 0.02, ndcg
+    assert ndcg["two"] >= ndcg["popularity"] + 0.025, ndcg
 
 
 def _load(path: Path):

@@ -34,8 +34,8 @@ of this — validation split, seeding, threads, device — for `Recommender` sub
 Data-parallel: inside an initialised process group of several processes (torchrun,
 `recforge.training.distributed`) `fit` wraps the step in ``DistributedDataParallel``, gives
 each process its part of every batch (the batch factory must draw its batches with
-`recforge.training.sampling.batch_indices`), validates on rank 0 only and shares the metric,
-so every process stops at the same epoch with the same weights.
+`recforge.training.sampling.batch_indices`), validates on rank 0 only and shares the metric
+and rank 0's decision to stop, so every process stops at the same epoch with the same weights.
 """
 
 from __future__ import annotations
@@ -266,6 +266,9 @@ class Trainer:
                     self.history.records.append(record)
                     for cb in callbacks:
                         cb.on_epoch_end(self, record)
+                    if self.group is not None:  # rank 0 decides, whatever a callback did elsewhere
+                        self.stop_training = bool(distributed.broadcast_value(
+                            float(self.stop_training), _device_of(network)))
                     if self.stop_training:
                         break
             finally:
