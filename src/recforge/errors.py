@@ -28,3 +28,9 @@ class UnknownIdError(RecforgeError, KeyError):
 
 class NotFittedError(RecforgeError):
     """A model was used before `fit` or `load`."""
+
+
+class DistributedError(RecforgeError):
+    """A data-parallel run failed: a training process exited with an error, or this process
+    cannot take its place in the group (no GPU for it). Unlike input errors, which every
+    process meets alike, it is about one process, which reports it whatever its rank."""

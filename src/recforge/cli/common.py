@@ -8,12 +8,13 @@ by `file_options`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
-from recforge.errors import ConfigError, RecforgeError
+from recforge.errors import ConfigError, DistributedError, RecforgeError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,7 +26,9 @@ R = TypeVar("R")
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a RecforgeError inside a command into ``error: <message>`` on stderr, exit 1.
 
-    Users see one readable line instead of a traceback; the signature is kept for Typer.
+    Users see one readable line instead of a traceback; the signature is kept for Typer. In
+    a data-parallel run only rank 0 prints it, the ranks meeting the same bad input alike;
+    a `DistributedError`, which is about one process, names that process's rank.
     """
 
     @functools.wraps(func)
@@ -33,7 +36,11 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except RecforgeError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            rank = os.environ.get("RANK", "0")
+            if rank == "0":
+                typer.echo(f"error: {exc}", err=True)
+            elif isinstance(exc, DistributedError):
+                typer.echo(f"error (training process {rank}): {exc}", err=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -53,6 +60,33 @@ def parse_columns(spec: str | None) -> dict[str, str] | None:
             raise ConfigError(f"bad --columns entry {part.strip()!r} (expected ROLE=NAME)")
         out[role.strip()] = name.strip()
     return out
+
+
+def given_options(ctx: typer.Context, skip: Collection[str] = ()) -> list[str]:
+    """The command's options as given on its command line (not those left at their
+    defaults), rebuilt from the parsed values: what a copy of the command run elsewhere
+    (`recforge train --nproc` starting its training processes) needs. Options named in
+    `skip` (parameter names) are left out."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if name is None or name in skip or param.param_type_name != "option":
+            continue
+        source = ctx.get_parameter_source(name)
+        if source is None or source.name == "DEFAULT":
+            continue
+        value = ctx.params[name]
+        if getattr(param, "is_flag", False) and param.secondary_opts:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif getattr(param, "is_flag", False):
+            if value:
+                args.append(param.opts[0])
+        elif param.multiple:
+            for item in value:
+                args += [param.opts[0], str(item)]
+        elif value is not None:
+            args += [param.opts[0], str(value)]
+    return args
 
 
 # ------------------------------------------------------------------ data-file options

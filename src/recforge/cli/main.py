@@ -58,18 +58,25 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point: run the app, one-line errors for anything unexpected."""
+    """Console-script entry point: run the app, one-line errors for anything unexpected.
+
+    In a data-parallel run (``RANK`` set by torchrun) rank 0 reports input errors, which every
+    rank meets alike; an unexpected error of another rank names that rank.
+    """
     from recforge.errors import RecforgeError
 
+    rank = os.environ.get("RANK", "0")
     try:
         app()
     except RecforgeError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        if rank == "0":
+            typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except Exception as exc:  # the last line of defence: one line, never a traceback
         if os.environ.get("RECFORGE_DEBUG"):
             raise
-        typer.echo(f"error: {type(exc).__name__}: {exc} (RECFORGE_DEBUG=1 shows the traceback)", err=True)
+        label = "error" if rank == "0" else f"error (training process {rank})"
+        typer.echo(f"{label}: {type(exc).__name__}: {exc} (RECFORGE_DEBUG=1 shows the traceback)", err=True)
         sys.exit(2)
 
 

@@ -7,8 +7,16 @@ from typing import Any
 
 import typer
 
-from recforge.cli.common import ColumnsOpt, HeaderOpt, SepOpt, file_options, handle_errors, make_console
-from recforge.errors import ConfigError, DataError
+from recforge.cli.common import (
+    ColumnsOpt,
+    HeaderOpt,
+    SepOpt,
+    file_options,
+    given_options,
+    handle_errors,
+    make_console,
+)
+from recforge.errors import ConfigError, DataError, DistributedError
 
 
 @handle_errors
@@ -71,6 +79,7 @@ def load_params(config: Path | None, overrides: list[str], task: str | None) -> 
 
 @handle_errors
 def train_command(
+    ctx: typer.Context,
     model: str = typer.Option(..., "--model", help="Registered model name (see `recforge models`)."),
     data: str = typer.Option(
         ..., "--data", help="Built-in dataset name (movielens-100k, synthetic...) or a CSV/TSV/Parquet file."
@@ -93,22 +102,40 @@ def train_command(
     sep: SepOpt = None,
     header: HeaderOpt = None,
     threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads for torch models.",
-        show_default="torch's, one per physical core"),
+        None, "--threads", min=1, help="CPU threads for torch models (per process with --nproc).",
+        show_default="torch's, one per physical core; with --nproc N, the cores / N"),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
+    nproc: int = typer.Option(
+        1, "--nproc", min=1,
+        help="Training processes on this machine. Torch models train data-parallel (DDP: gloo on CPU, NCCL "
+             "on CUDA) under torchrun's elastic launcher, each process on its part of every batch, as "
+             "`torchrun --nproc-per-node N -m recforge train ...` does; other models say what they do "
+             "instead and train in one process."),
 ) -> None:
     """Train a model on a dataset and save it as an artifact directory."""
-    from recforge.data.datasets import load_dataset
     from recforge.registry import create_model, get_model_class
+    from recforge.training import distributed
 
-    console = make_console(stderr=True, quiet=quiet)
+    world = distributed.launched_world_size()
+    rank = distributed.launched_rank()
+    console = make_console(stderr=True, quiet=quiet or rank != 0)
     if task is not None and task not in ("topn", "rating"):
         raise ConfigError(f"--task must be topn or rating, got {task!r}")
     yaml_name, params = load_params(config, set_, task)
     if yaml_name is not None and yaml_name != model:
         raise ConfigError(f"--config {config} is for model {yaml_name!r}, not --model {model!r}")
     name = model
-    get_model_class(name)  # an unknown name: one line listing the known models
+    model_class = get_model_class(name)  # an unknown name: one line listing the known models
+    if world > 1 and nproc > 1:
+        raise ConfigError("--nproc starts the training processes itself: under torchrun, leave it out "
+                          "(torchrun's --nproc-per-node sets them)")
+    processes = max(world, nproc)
+    parallel = model_class.data_parallel and processes > 1
+    if processes > 1 and not model_class.data_parallel:
+        if rank != 0:
+            return  # rank 0 trains it alone
+        console.print(f"{name} trains in one process, not {processes}: {model_class.parallelism}",
+                      markup=False, highlight=False)
     if threads is not None:
         _set_threads(threads)
     if not quiet and _accepts(name, "verbose"):
@@ -117,14 +144,59 @@ def train_command(
         recommender = create_model(name, params)
     except ConfigError as exc:
         raise ConfigError(f"{exc} (`recforge models {name}` describes them)") from None
+    device = str(getattr(recommender.config, "device", "cpu"))
+    if parallel and world == 1:  # start the processes; each runs this command again
+        distributed.check_devices(device, nproc)
+        args = given_options(ctx, skip={"nproc"})
+        if threads is None:
+            args += ["--threads", str(max(1, _cpu_count() // nproc))]
+        console.print(f"training {name} in {nproc} processes (torchrun's elastic launcher, DDP)")
+        distributed.launch(["train", *args], nproc)
+        return
+    options = file_options(columns, sep, header)
+    if not parallel:
+        _train_and_save(recommender, name, data, data_dir, items, options, out, console)
+        return
+    with distributed.process_group(device) as group:
+        if group is None:
+            raise DistributedError("this torch build has no torch.distributed: train in one process")
+        console.print(f"process group: {group.world_size} processes ({_backend()}); rank 0 validates, "
+                      "logs and saves")
+        _train_and_save(recommender, name, data, data_dir, items, options, out if group.is_main else None,
+                        console)
+
+
+def _train_and_save(recommender: Any, name: str, data: str, data_dir: Path | None, items: Path | None,
+                    options: dict[str, Any], out: Path | None, console: Any) -> None:
+    """Load the data, fit, and save to `out` (None: a rank other than 0, which writes nothing)."""
+    from recforge.data.datasets import load_dataset
+
     with console.status(f"loading {data}"):
-        interactions = load_dataset(data, data_dir=data_dir, items_file=items,
-                                    **file_options(columns, sep, header))
+        interactions = load_dataset(data, data_dir=data_dir, items_file=items, **options)
     console.print(f"data: {interactions.n_users} users, {interactions.n_items} items, {len(interactions)} interactions")
     console.print(f"training {name} ({recommender.config.task})")
     recommender.fit(interactions)
+    if out is None:
+        return
     recommender.save(out)
     console.print(f"trained in {recommender.fit_seconds_:.1f} s; saved to {out}")
+
+
+def _backend() -> str:
+    """The process group's backend, e.g. ``gloo`` (or ``cpu:gloo,cuda:nccl``)."""
+    import torch
+
+    return str(torch.distributed.get_backend())
+
+
+def _cpu_count() -> int:
+    """CPU cores this process may run on."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _accepts(name: str, field: str) -> bool:

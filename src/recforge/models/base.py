@@ -49,6 +49,10 @@ class Recommender(ArtifactIO, ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.FOLD_IN, Capability.EXPLAIN})
     #: whether rankings depend on the user (False: the same list for everyone, e.g. popularity)
     personalized: ClassVar[bool] = True
+    #: trains data-parallel in several processes (``recforge train --nproc N``, torchrun)
+    data_parallel: ClassVar[bool] = False
+    #: how training uses the machine instead, said when ``--nproc`` asks for processes
+    parallelism: ClassVar[str] = "it is not trained by minibatch gradient steps, so there is no work to share out"
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, ModelConfig):
@@ -94,6 +98,7 @@ class Recommender(ArtifactIO, ABC):
         self.user_features_ = interactions.user_features
         # ratings aligned with seen_'s CSR layout, kept for saving and retraining
         self._train_ratings = interactions.csr().data if interactions.has_ratings else None
+        self.fit_processes_ = 1  # data-parallel training sets its number of processes
         start = time.perf_counter()
         self._fit(interactions, validation)
         self.fit_seconds_ = time.perf_counter() - start

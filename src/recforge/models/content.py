@@ -66,6 +66,7 @@ class ContentBased(FeatureColdStart):
     """
 
     name = "content"
+    parallelism = "profiles are sparse matrix products; its optional feature autoencoder uses torch's threads"
     config_class = ContentConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: ContentConfig

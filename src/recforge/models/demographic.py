@@ -42,6 +42,7 @@ class DemographicPopularity(Recommender):
     """
 
     name = "demographic_popularity"
+    parallelism = "counting per group is one pass over the data"
     config_class = DemographicPopularityConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     capabilities: ClassVar[frozenset[Capability]] = Recommender.capabilities | {Capability.COLD_USERS}

@@ -39,6 +39,7 @@ class EASE(Recommender):
 
     name = "ease"
     config_class = EASEConfig
+    parallelism = "a closed-form solve: one item × item inverse, spread over the CPU's cores by the BLAS library"
     config: EASEConfig
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:

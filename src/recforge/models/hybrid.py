@@ -57,6 +57,7 @@ class Hybrid(Recommender):
     """
 
     name = "hybrid"
+    parallelism = "its parts train one after the other in one process"
     config_class = HybridConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     capabilities: ClassVar[frozenset[Capability]] = Recommender.capabilities | {

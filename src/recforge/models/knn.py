@@ -101,6 +101,7 @@ class _KNN(Recommender):
 
     tasks: ClassVar[frozenset[str]] = frozenset({"topn", "rating"})
     by_item: ClassVar[bool] = True
+    parallelism = "similarities are blocked sparse and dense matrix products, multi-threaded by BLAS"
     config: KNNConfig
 
     # ------------------------------------------------------------------ training

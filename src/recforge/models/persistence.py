@@ -45,6 +45,7 @@ class ArtifactIO:
     global_mean_: float
     fingerprint_: str
     fit_seconds_: float
+    fit_processes_: int
     item_features_: pd.DataFrame | None
     user_features_: pd.DataFrame | None
     _train_ratings: np.ndarray | None
@@ -109,6 +110,7 @@ class ArtifactIO:
             "rating_scale": self.rating_scale_,
             "global_mean": self.global_mean_,
             "fit_seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
+            "fit_processes": int(getattr(self, "fit_processes_", 1)),
             "parts": sorted(parts),
         })
         return out
@@ -161,6 +163,7 @@ class ArtifactIO:
         self.global_mean_ = float(meta.get("global_mean", 0.0))
         self.fingerprint_ = meta.get("fingerprint", "")
         self.fit_seconds_ = float(meta.get("fit_seconds", 0.0))
+        self.fit_processes_ = int(meta.get("fit_processes", 1))
         self.item_features_ = _read_features(directory / "items.parquet")
         self.user_features_ = _read_features(directory / "users.parquet")
         self._set_parts({str(name): ArtifactIO.load(directory / "parts" / str(name))

@@ -29,6 +29,7 @@ class Popularity(Recommender):
     config_class = PopularityConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn", "rating"})
     personalized: ClassVar[bool] = False
+    parallelism = "counting is one pass over the data"
     config: PopularityConfig
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:

@@ -87,6 +87,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
     network_: NetT
     #: scores known users instead of `network_` when set (`set_scorer`)
     scorer_: Scorer | None = None
+    data_parallel: ClassVar[bool] = True
     #: score (user, item) pairs from full rows of the distinct users (for networks whose
     #: cost is per user row, like autoencoders); else `score_tensor` gets the pairs
     pairs_via_rows: ClassVar[bool] = False
@@ -151,10 +152,11 @@ class TorchRecommender(Recommender, Generic[NetT]):
                 self.history_: History = trainer.fit(
                     self.network_, plan.step, plan.batches, rng=rng, validate=validate,
                     metric_name=cfg.validation_metric, higher_is_better=higher,
-                    parameters=plan.parameters,
+                    parameters=plan.parameters, find_unused_parameters=plan.find_unused_parameters,
                 )
             finally:
                 self._rows = None
+            self.fit_processes_ = trainer.group.world_size if trainer.group is not None else 1
         self.network_.eval()
 
     # ------------------------------------------------------------------ scoring

@@ -48,6 +48,7 @@ class Transition(SequenceModel):
     """
 
     name = "transition"
+    parallelism = "counting transitions is one pass over the data"
     config_class = TransitionConfig
     config: TransitionConfig
 

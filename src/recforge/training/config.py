@@ -55,6 +55,11 @@ class TrainingConfig(ModelConfig):
     Runtime: `seed` (weights, sampling and dropout are repeatable), `threads` (torch
     intra-op threads while fitting and scoring; None leaves torch's setting), `device`
     (``auto`` = CUDA when available), `verbose` (a Rich progress bar with loss and metric).
+
+    Data-parallel training (``recforge train --nproc N``, torchrun): `batch_size` stays the
+    batch of one optimizer step, each of the N processes computing ``batch_size / N`` of it
+    (`recforge.training.distributed`), so the settings mean the same whatever N; `threads`
+    is per process.
     """
 
     epochs: int = Field(20, ge=1)

@@ -16,13 +16,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["NegativeSampler", "as_generator", "batch_indices"]
+__all__ = ["BatchShard", "NegativeSampler", "as_generator", "batch_indices", "sharded_batches"]
 
 Distribution = Literal["uniform", "popularity"]
 
@@ -40,11 +43,53 @@ def batch_indices(
     """Index arrays covering ``range(n)`` in batches of `batch_size`, shuffled when `rng` is given.
 
     Yields int64 arrays of shape (batch_size,) — the last one shorter unless `drop_last`.
+
+    Inside `sharded_batches` (data-parallel training) each batch is cut into
+    ``world_size`` near-equal parts and this process gets part ``rank`` of every batch; the
+    order is then drawn from the shard's generator, the same in every process, so the
+    processes together cover exactly the batches one process would see. A batch smaller
+    than ``world_size`` (a tiny last batch) is skipped by every process alike.
     """
+    shard = _SHARD.get()
+    if shard is not None:
+        shard.calls += 1
+        rng = shard.rng if rng is not None else None
     order = rng.permutation(n) if rng is not None else np.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        yield order[start:start + batch_size]
+        batch = order[start:start + batch_size]
+        if shard is None:
+            yield batch
+        elif len(batch) >= shard.world_size:
+            size = len(batch)
+            yield batch[size * shard.rank // shard.world_size:size * (shard.rank + 1) // shard.world_size]
+
+
+@dataclass
+class BatchShard:
+    """This process's part of every minibatch in data-parallel training (`sharded_batches`).
+
+    `rng` draws the batch order and must be seeded alike in every process; `calls` counts
+    the `batch_indices` calls that were sharded (0: the batch factory does not use it).
+    """
+
+    rank: int
+    world_size: int
+    rng: np.random.Generator
+    calls: int = 0
+
+
+_SHARD: ContextVar[BatchShard | None] = ContextVar("recforge_batch_shard", default=None)
+
+
+@contextlib.contextmanager
+def sharded_batches(shard: BatchShard) -> Iterator[BatchShard]:
+    """While inside, `batch_indices` yields only `shard`'s part of each batch."""
+    token = _SHARD.set(shard)
+    try:
+        yield shard
+    finally:
+        _SHARD.reset(token)
 
 
 class NegativeSampler:

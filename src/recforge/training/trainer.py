@@ -30,6 +30,12 @@ Validation: pass ``validate`` (a zero-argument function returning the metric, ru
 ``torch.no_grad`` with the network in eval mode) and the trainer adds early stopping and
 restores the best epoch's weights. `recforge.models.torch_base.TorchRecommender` wires all
 of this — validation split, seeding, threads, device — for `Recommender` subclasses.
+
+Data-parallel: inside an initialised process group of several processes (torchrun,
+`recforge.training.distributed`) `fit` wraps the step in ``DistributedDataParallel``, gives
+each process its part of every batch (the batch factory must draw its batches with
+`recforge.training.sampling.batch_indices`), validates on rank 0 only and shares the metric
+and rank 0's decision to stop, so every process stops at the same epoch with the same weights.
 """
 
 from __future__ import annotations
@@ -46,9 +52,11 @@ import torch
 from torch import nn
 
 from recforge.errors import ConfigError, RecforgeError
+from recforge.training import distributed
 from recforge.training.callbacks import Callback, EarlyStopping, RichProgress
 from recforge.training.config import TrainingConfig
 from recforge.training.history import EpochRecord, History
+from recforge.training.sampling import BatchShard, sharded_batches
 
 __all__ = [
     "BatchFactory", "BatchStep", "EpochRecord", "History", "NetT", "Trainer", "TrainingError",
@@ -69,11 +77,16 @@ class TrainingError(RecforgeError, FloatingPointError):
 @dataclass
 class TrainingPlan(Generic[NetT]):
     """What a model gives the trainer: the batch step, the per-epoch batch factory, and
-    optionally its own parameter groups (default: all of the network's parameters)."""
+    optionally its own parameter groups (default: all of the network's parameters).
+
+    `find_unused_parameters`: some parameters get no gradient in some steps (DDP must then
+    look for them every step; only data-parallel training reads it).
+    """
 
     step: BatchStep[NetT]
     batches: BatchFactory
     parameters: Iterable[Any] | None = None
+    find_unused_parameters: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -168,6 +181,7 @@ class Trainer:
         metric_name: str | None = None,
         higher_is_better: bool = True,
         parameters: Iterable[Any] | None = None,
+        find_unused_parameters: bool = False,
     ) -> History:
         """Train `network` for up to ``config.epochs`` epochs; returns the `History`.
 
@@ -183,6 +197,8 @@ class Trainer:
             parameters: parameters or parameter groups to optimise (default: all; a network
                 with a ``no_weight_decay`` tuple of parameter names keeps those, e.g. item
                 biases that carry popularity, out of ``weight_decay``).
+            find_unused_parameters: data-parallel only: some parameters get no gradient in
+                some steps (see `TrainingPlan`).
         """
         cfg = self.config
         rng = rng if rng is not None else np.random.default_rng(cfg.seed)
@@ -194,53 +210,107 @@ class Trainer:
         self.stop_training = False
         self.history = History(metric_name=metric_name if validate is not None else None)
         self.history.epochs_planned = cfg.epochs
+        self.group = distributed.current()
         callbacks = list(self.callbacks)
         if validate is not None:
             callbacks.append(EarlyStopping(higher_is_better, cfg.patience, cfg.min_delta))
-        if cfg.verbose:
+        if cfg.verbose and (self.group is None or self.group.is_main):
             callbacks.append(RichProgress(type(network).__name__, metric_name))
-        for cb in callbacks:
-            cb.on_train_begin(self)
-        try:
-            for epoch in range(1, cfg.epochs + 1):
-                record = self._epoch(epoch, step, batches, rng, validate)
-                self.history.records.append(record)
-                for cb in callbacks:
-                    cb.on_epoch_end(self, record)
-                if self.stop_training:
-                    break
-        finally:
+        with contextlib.ExitStack() as stack:
+            run: Callable[[Any], torch.Tensor]
+            shard = None
+            if self.group is None:
+                def run(batch: Any) -> torch.Tensor:
+                    return step(network, batch)
+            else:
+                run, rng, shard = self._data_parallel(stack, self.group, step, rng, find_unused_parameters)
             for cb in callbacks:
-                cb.on_train_end(self)
+                cb.on_train_begin(self)
+            try:
+                for epoch in range(1, cfg.epochs + 1):
+                    record = self._epoch(epoch, run, batches, rng, validate, shard)
+                    self.history.records.append(record)
+                    for cb in callbacks:
+                        cb.on_epoch_end(self, record)
+                    if self.group is not None:  # rank 0 decides, whatever a callback did elsewhere
+                        self.stop_training = bool(distributed.broadcast_value(
+                            float(self.stop_training), _device_of(network)))
+                    if self.stop_training:
+                        break
+            finally:
+                for cb in callbacks:
+                    cb.on_train_end(self)
         network.eval()
         return self.history
+
+    def _data_parallel(
+        self,
+        stack: contextlib.ExitStack,
+        group: distributed.Group,
+        step: BatchStep[Any],
+        rng: np.random.Generator,
+        find_unused_parameters: bool,
+    ) -> tuple[nn.Module, np.random.Generator, BatchShard]:
+        """The DDP-wrapped step, this rank's sampling generator and its batch shard.
+
+        `rng` is seeded alike in every process: one draw from it seeds the batch order
+        (shared) and the per-rank streams (numpy draws of the batch factory, torch draws of
+        the step such as dropout), which the torch RNG is restored from when `fit` ends.
+        """
+        from torch.nn.parallel import DistributedDataParallel
+
+        network = self.network
+        base = int(rng.integers(2**62))
+        shard = BatchShard(group.rank, group.world_size, np.random.default_rng([base, 0]))
+        local = np.random.default_rng([base, 1 + group.rank])
+        device = _device_of(network)
+        cuda = device.type == "cuda"
+        index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else None
+        stack.enter_context(torch.random.fork_rng(devices=[index] if index is not None else []))
+        torch.manual_seed(int(local.integers(2**62)))
+        module = distributed.StepModule(network, step)
+        ddp = DistributedDataParallel(module, device_ids=[index] if index is not None else None,
+                                      find_unused_parameters=find_unused_parameters)
+        stack.callback(lambda: setattr(self, "_ddp", None))  # the reducer's gradient hooks go with it
+        self._ddp = ddp
+        return ddp, local, shard
 
     def _epoch(
         self,
         epoch: int,
-        step: BatchStep[Any],
+        run: Callable[[Any], torch.Tensor],
         batches: BatchFactory,
         rng: np.random.Generator,
         validate: Callable[[], float] | None,
+        shard: BatchShard | None = None,
     ) -> EpochRecord:
-        cfg, network, optimizer = self.config, self.network, self.optimizer
+        cfg, network, optimizer, group = self.config, self.network, self.optimizer, self.group
         start = time.perf_counter()
         lr = float(optimizer.param_groups[0]["lr"])
         network.train()
         total = None
         n_batches = 0
-        for batch in batches(epoch, rng):
-            optimizer.zero_grad(set_to_none=True)
-            loss = step(network, batch)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
-            optimizer.step()
-            total = loss.detach() if total is None else total + loss.detach()
-            n_batches += 1
+        with sharded_batches(shard) if shard is not None else contextlib.nullcontext():
+            for batch in batches(epoch, rng):
+                if shard is not None and shard.calls == 0:
+                    raise TrainingError(
+                        f"{type(network).__name__}'s batches do not come from batch_indices, so they "
+                        "cannot be shared out among training processes; train it with one process")
+                optimizer.zero_grad(set_to_none=True)
+                loss = run(batch)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
+                optimizer.step()
+                total = loss.detach() if total is None else total + loss.detach()
+                n_batches += 1
         if self.scheduler is not None:
             self.scheduler.step()
-        mean_loss = float(total) / n_batches if total is not None else 0.0
+        loss_sum = float(total) if total is not None else 0.0
+        if group is not None:  # the mean over every process's batches
+            loss_sum, count = distributed.all_reduce_sum([loss_sum, n_batches], _device_of(network))
+            n_batches = round(count)
+        mean_loss = loss_sum / n_batches if n_batches else 0.0
         if not math.isfinite(mean_loss):
             raise TrainingError(
                 f"training loss became {mean_loss} in epoch {epoch}; lower learning_rate "
@@ -249,9 +319,19 @@ class Trainer:
         metric = None
         if validate is not None:
             network.eval()
-            with torch.no_grad():
-                metric = float(validate())
+            if group is None or group.is_main:
+                with torch.no_grad():
+                    metric = float(validate())
+            if group is not None:  # rank 0's figure: every process stops at the same epoch
+                metric = distributed.broadcast_value(math.nan if metric is None else metric, _device_of(network))
         return EpochRecord(epoch, mean_loss, metric, lr, time.perf_counter() - start)
+
+
+def _device_of(network: nn.Module) -> torch.device:
+    """The device of the network's first parameter or buffer (CPU for an empty network)."""
+    for tensor in [*network.parameters(), *network.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _parameter_groups(network: nn.Module) -> list[dict[str, Any]]:
