@@ -36,8 +36,8 @@ def served(tmp_path: Path, tiny_model_dir: Path) -> Path:
 # ---------------------------------------------------------------------- NUL bytes
 @pytest.mark.parametrize("path", ["/v1/users/a%00b/recommendations", "/v1/users/a%00b/history",
                                   "/v1/users/%00/recommendations?explain=true", "/v1/items/a%00b",
-                                  "/v1/items/a%00b/similar"])
-def test_nul_in_a_path_id_is_422_on_every_store(make_client, tiny_model_dir: Path, store_url, path: str):
+                                  "/v1/items/a%00b/similar", "/v1/users/a%0Ab/history", "/v1/items/%0A"])
+def test_nul_or_newline_in_a_path_id_is_422_on_every_store(make_client, tiny_model_dir: Path, store_url, path: str):
     url, prefix = store_url
     client = make_client(tiny_model_dir, store_url=url, table_prefix=prefix)
     r = client.get(path)

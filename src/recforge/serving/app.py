@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from recforge import __version__
@@ -51,8 +52,24 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-#: IDs in paths are any ID: one with "/" travels as %2F (``{user_id:path}`` takes it whole);
-#: the only ambiguity left is an item ID ending in "/similar", which names the similar-items route
+
+
+class _IdConvertor(Convertor[str]):
+    """A path segment holding any ID: "/" (sent as %2F) and every other character included, so
+    that validation, not routing, judges it (a newline is a 422, not a 404)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", _IdConvertor())
+#: IDs in paths are any ID: one with "/" travels as %2F (``{user_id:id}`` takes it whole); the
+#: only ambiguity left is an item ID ending in "/similar", which names the similar-items route
 UserId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=s.ID_PATTERN,
                                   description="User ID (a string without control characters)")]
 ItemId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=s.ID_PATTERN,
@@ -411,7 +428,7 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
         return {"users": [str(u) for u in ids[offset:offset + limit]], "total": len(ids),
                 "offset": offset, "limit": limit}
 
-    @app.get("/v1/users/{user_id:path}/recommendations", response_model=s.Recommendations,
+    @app.get("/v1/users/{user_id:id}/recommendations", response_model=s.Recommendations,
              dependencies=[read], tags=["recommendations"], responses=_E503,
              summary="Top-k items for a user; unknown users get their events folded in, or popularity")
     def user_recommendations(
@@ -460,7 +477,7 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
                             "fallback": ranked.fallback})
         return {"results": results, "unknown_items": [], "model": _model(lm)}
 
-    @app.get("/v1/users/{user_id:path}/history", response_model=s.History, dependencies=[read],
+    @app.get("/v1/users/{user_id:id}/history", response_model=s.History, dependencies=[read],
              tags=["users"], responses=_E503, summary="A user's training items (with ratings) and stored events")
     def history(user_id: UserId, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
         lm = holder.current
@@ -480,8 +497,8 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
                               "source": "training"})
         return {"user_id": user_id, "known": uidx >= 0, "items": items}
 
-    # before /v1/items/{item_id:path}, which would take ".../similar" as part of the ID
-    @app.get("/v1/items/{item_id:path}/similar", response_model=s.Similar, dependencies=[read],
+    # before /v1/items/{item_id:id}, which would take ".../similar" as part of the ID
+    @app.get("/v1/items/{item_id:id}/similar", response_model=s.Similar, dependencies=[read],
              tags=["items"], responses=_E404, summary="The k most similar items")
     def similar(item_id: ItemId, k: KQuery = 10) -> Any:
         lm = holder.current
@@ -492,7 +509,7 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
                  for r, (i, sc) in enumerate(zip(ranked.items, ranked.scores, strict=True))]
         return {"item_id": item_id, "title": lm.title(idx), "items": items, "model": _model(lm)}
 
-    @app.get("/v1/items/{item_id:path}", response_model=s.Item, dependencies=[read], tags=["items"],
+    @app.get("/v1/items/{item_id:id}", response_model=s.Item, dependencies=[read], tags=["items"],
              responses=_E404, summary="Item metadata (title, features)")
     def item(item_id: ItemId) -> Any:
         lm = holder.current
