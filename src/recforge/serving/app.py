@@ -53,7 +53,6 @@ _PAGE_HEADERS = {
 }
 
 
-
 class _IdConvertor(Convertor[str]):
     """A path segment holding any ID: "/" (sent as %2F) and every other character included, so
     that validation, not routing, judges it (a newline is a 422, not a 404)."""
