@@ -152,7 +152,7 @@ def test_items_similar_and_404(ml_ro):
 
 
 def test_batch_and_session_recommendations(ml_ro, ml100k_model_dir: Path):
-    r = ml_ro.post("/v1/recommendations", json={"user_ids": ["1", 2, "new-user"], "k": 3})
+    r = ml_ro.post("/v1/recommendations", json={"user_ids": ["1", "2", "new-user"], "k": 3})
     assert r.status_code == 200
     results = r.json()["results"]
     assert [x["user_id"] for x in results] == ["1", "2", "new-user"]
@@ -254,9 +254,9 @@ def test_web_page_is_served_with_a_strict_csp(ml_ro):
     ("get", "/v1/items/50/similar?k=100000", {}, 422, "less than or equal to 1000"),
     ("get", "/v1/users/" + "x" * 300 + "/recommendations", {}, 422, "at most 256 characters"),
     ("post", "/v1/events", {"content": b'{"events": [', "headers": {"content-type": "application/json"}},
-     400, "malformed JSON"),
+     422, "malformed JSON"),
     ("post", "/v1/events", {"content": b"not json at all", "headers": {"content-type": "application/json"}},
-     400, "malformed JSON"),
+     422, "malformed JSON"),
     ("post", "/v1/events", {"content": b'[1, 2]', "headers": {"content-type": "application/json"}},
      422, "must be a JSON object"),
     ("post", "/v1/events", {"json": {"events": []}}, 422, "at least 1 item"),
@@ -271,6 +271,35 @@ def test_web_page_is_served_with_a_strict_csp(ml_ro):
     ("post", "/v1/recommendations", {"json": {"user_ids": ["1"], "k": 5000}}, 422, "less than or equal to 1000"),
     ("post", "/v1/recommendations", {"json": {"user_ids": [str(i) for i in range(101)]}}, 422, "at most 100"),
     ("post", "/v1/score", {"json": {"pairs": [{"user_id": "1"}]}}, 422, "item_id: Field required"),
+    # strict JSON types, the same in every endpoint: IDs are strings, integers integers
+    ("post", "/v1/score", {"json": {"pairs": [{"user_id": "1", "item_id": 50}]}}, 422,
+     "pairs.0.item_id: Input should be a valid string"),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": 1, "item_id": "2"}]}}, 422,
+     "events.0.user_id: Input should be a valid string"),
+    ("post", "/v1/recommendations", {"json": {"user_ids": ["1", 2]}}, 422,
+     "user_ids.1: Input should be a valid string"),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": "1", "item_id": "2", "timestamp": False}]}}, 422,
+     "events.0.timestamp: Input should be a valid integer"),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": "1", "item_id": "2", "timestamp": 1.5}]}}, 422,
+     "events.0.timestamp: Input should be a valid integer"),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": "1", "item_id": "2", "rating": True}]}}, 422,
+     "events.0.rating: Input should be a valid number"),
+    ("post", "/v1/recommendations", {"json": {"user_ids": ["1"], "k": True}}, 422,
+     "k: Input should be a valid integer"),
+    ("post", "/v1/recommendations", {"json": {"user_ids": ["1"], "exclude_seen": "no"}}, 422,
+     "exclude_seen: Input should be a valid boolean"),
+    ("post", "/v1/recommendations", {"json": {"user_ids": ["1"], "items": ["50"]}}, 422, "exactly one of"),
+    ("post", "/v1/recommendations", {"json": {"user_ids": None, "items": ["50"]}}, 422,
+     "user_ids: Input should be a valid list"),
+    # control characters (NUL included) in IDs: 422 everywhere, whatever the store
+    ("get", "/v1/users/a%00b/recommendations", {}, 422, "user_id: must not contain control characters"),
+    ("get", "/v1/users/a%00b/history", {}, 422, "user_id: must not contain control characters"),
+    ("get", "/v1/items/a%00b", {}, 422, "item_id: must not contain control characters"),
+    ("get", "/v1/items/a%1Fb/similar", {}, 422, "item_id: must not contain control characters"),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": "a\x00b", "item_id": "2"}]}}, 422,
+     "events.0.user_id: must not contain control characters"),
+    ("post", "/v1/score", {"json": {"pairs": [{"user_id": "1", "item_id": "\x00"}]}}, 422,
+     "pairs.0.item_id: must not contain control characters"),
     ("get", "/v1/items/no-such-item", {}, 404, "unknown item: no-such-item"),
     ("get", "/v1/nothing-here", {}, 404, "Not Found"),
     ("delete", "/v1/events", {}, 405, "Method Not Allowed"),

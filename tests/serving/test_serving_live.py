@@ -154,8 +154,10 @@ def _total(text: str, sample: str, **labels: str) -> float:
                if s.name == sample and labels.items() <= s.labels.items())
 
 
-def test_metrics_are_totals_across_workers(live_server, tiny_model_dir: Path, tmp_path: Path):
-    """`recforge serve --workers 2`: whichever worker answers /metrics, it counts every request."""
+def test_two_workers_report_totals_and_reload_together(live_server, tiny_model_dir: Path,
+                                                       tiny_itemknn_dir: Path, tmp_path: Path):
+    """`recforge serve --workers 2`: whichever worker answers /metrics, it counts every request;
+    a reload answers `propagated: true` only once every worker serves the new model."""
     temp = tmp_path / "tmp"
     temp.mkdir()
     server = live_server(tiny_model_dir, f"sqlite:///{tmp_path / 'events.db'}", workers=2,
@@ -175,5 +177,21 @@ def test_metrics_are_totals_across_workers(live_server, tiny_model_dir: Path, tm
         assert _total(text, "recforge_http_request_duration_seconds_count", route=route) == n
         assert _total(text, "recforge_workers") == 2
     assert _total(text, "recforge_model_info", name="popularity") == 1
+
+    r = httpx.post(f"{server.url}/v1/admin/reload", json={"model_dir": str(tiny_itemknn_dir)}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert (r.json()["propagated"], r.json()["workers"], r.json()["serving"]) == (True, 2, 2)
+
+    def model(_i: int) -> str:  # new connections again: both workers answer, at once
+        return httpx.get(f"{server.url}/v1/model", timeout=30).json()["name"]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(model, range(40))) == {"itemknn"}
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    served = {s.labels["name"] for f in text_string_to_metric_families(text) for s in f.samples
+              if s.name == "recforge_model_info" and s.value == 1}
+    assert served == {"itemknn"}  # no worker left on the old model
+    assert _total(text, "recforge_ready") == 1
     server.stop()
     assert not list(temp.glob("recforge-metrics-*"))  # removed when the server stops
+

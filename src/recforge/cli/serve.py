@@ -98,7 +98,7 @@ def serve_command(
                 "store_url": store or default_store_url(model),
                 "keys_file": str(keys_file.resolve()) if keys_file is not None else None,
                 "public_metrics": public_metrics, "table_prefix": table_prefix,
-                "launch_id": uuid.uuid4().hex, "runtime": runtime}
+                "launch_id": uuid.uuid4().hex, "runtime": runtime, "workers": workers}
     # open everything once here, so a bad artifact, store or keys file is one line, not a crash
     app = create_app(**settings)
     if keys_file is None:

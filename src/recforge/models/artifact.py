@@ -37,6 +37,8 @@ FORMAT = "recforge-model"
 FORMAT_VERSION = 2
 #: suffixes of the extra arrays of an encoded array `key` in a compressed npz
 SCALE, ROWS = "@scale", "@rows"
+#: prefix of the arrays that record training (per-epoch loss and metric), not learned weights
+HISTORY = "history."
 
 
 def sha256_file(path: Path) -> str:
@@ -104,6 +106,22 @@ def decode_arrays(arrays: dict[str, np.ndarray], codecs: dict[str, dict[str, Any
             raise ValueError(f"{key} decodes to shape {value.shape}, not {tuple(codec['shape'])}")
         out[key] = value
     return out
+
+
+def check_finite(directory: Path, file: str, arrays: dict[str, np.ndarray]) -> None:
+    """ArtifactError unless every floating-point array the model scores with is finite.
+
+    A fitted model never saves NaN or infinity in its weights, so one in the file means
+    damage (or an edit with recomputed checksums): loading it would turn every score into
+    garbage. The training record (``history.*``: losses, a NaN metric for epochs without
+    validation) is not scored with and is not checked.
+    """
+    for key, arr in arrays.items():
+        if arr.dtype.kind in "fc" and not key.startswith(HISTORY):
+            bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+            if bad:
+                raise ArtifactError(f"{directory} is corrupt: {file} array {key!r} holds {bad} non-finite "
+                                    "value(s) (NaN or infinity)")
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -123,7 +123,8 @@ class ArtifactIO:
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        """Load an artifact directory saved by `save`; checks format and file checksums."""
+        """Load an artifact directory saved by `save`; checks format, file checksums, and that
+        every learned number is finite (NaN or infinite weights would score every item alike)."""
         from recforge.registry import get_model_class
 
         directory = Path(path)
@@ -150,6 +151,7 @@ class ArtifactIO:
         self.item_map_ = IdMap(artifact.read_json(directory / "item_ids.json"))
         codecs = meta.get("compression", {}).get("arrays", {})
         train = artifact.decode_arrays(artifact.read_npz(directory / "train.npz"), codecs.get("train.npz", {}))
+        artifact.check_finite(directory, "train.npz", train)
         shape = (len(self.user_map_), len(self.item_map_))
         if int(meta["n_users"]) != shape[0] or int(meta["n_items"]) != shape[1]:
             raise ValueError("ID maps do not match the recorded sizes")
@@ -168,8 +170,9 @@ class ArtifactIO:
         self.user_features_ = _read_features(directory / "users.parquet")
         self._set_parts({str(name): ArtifactIO.load(directory / "parts" / str(name))
                          for name in meta.get("parts", [])})
-        self._set_state(artifact.decode_arrays(artifact.read_npz(directory / "weights.npz"),
-                                               codecs.get("weights.npz", {})))
+        weights = artifact.decode_arrays(artifact.read_npz(directory / "weights.npz"), codecs.get("weights.npz", {}))
+        artifact.check_finite(directory, "weights.npz", weights)
+        self._set_state(weights)
         if "compression" in meta:
             self._restore_compressed(meta["compression"])
         self._fitted = True

@@ -5,14 +5,18 @@ captured by the route closures, so two apps in one process never share state. En
 are plain ``def`` functions: FastAPI runs them in its thread pool, so vectorized numpy
 scoring never blocks the event loop, and the model is shared read-only between threads.
 
-Errors are always one JSON line ``{"detail": "..."}``: 400 malformed JSON, 401 missing or
-wrong key, 403 wrong scope, 404 unknown ID, 413 body too large, 422 invalid input,
-503 store unavailable. A 500 only for a bug, without a traceback in the answer.
+Errors are always one JSON line ``{"detail": "..."}``: 401 missing or wrong key, 403 wrong
+scope, 404 unknown ID, 413 body too large, 422 invalid input (malformed JSON included, as
+FastAPI's validation errors, with an ``errors`` list), 503 store unavailable (with
+``Retry-After``). A 500 only for a bug, without a traceback in the answer. Each status is
+declared in the OpenAPI document of the routes that can give it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from recforge import __version__
@@ -34,6 +39,7 @@ from recforge.errors import DataError, RecforgeError, UnknownIdError
 from recforge.models.capabilities import Capability
 from recforge.serving import schemas as s
 from recforge.serving.auth import HEADER, KeyEntry, KeyRing
+from recforge.serving.limits import MAX_BODY_BYTES, BodySizeLimitMiddleware
 from recforge.serving.metrics import CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
 from recforge.serving.state import LoadedModel, ModelHolder, Ranked, ReloadSync, Runtime, finite
 from recforge.serving.store import Event, EventStore, StoreError, default_store_url
@@ -46,8 +52,33 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 
-UserId = Annotated[str, PathParam(min_length=1, max_length=256, description="User ID (a string)")]
-ItemId = Annotated[str, PathParam(min_length=1, max_length=256, description="Item ID (a string)")]
+
+class _IdConvertor(Convertor[str]):
+    """A path segment holding any ID: "/" (sent as %2F) and every other character included, so
+    that validation, not routing, judges it (a newline is a 422, not a 404)."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", _IdConvertor())
+#: IDs in paths are any ID: one with "/" travels as %2F (``{user_id:id}`` takes it whole); the
+#: only ambiguity left is an item ID ending in "/similar", which names the similar-items route
+UserId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=s.ID_PATTERN,
+                                  description="User ID (a string without control characters)")]
+ItemId = Annotated[str, PathParam(min_length=1, max_length=256, pattern=s.ID_PATTERN,
+                                  description="Item ID (a string without control characters)")]
+#: OpenAPI entries of the errors a route can answer beyond 401/403/422
+_Responses = dict[int | str, dict[str, Any]]
+_E404: _Responses = {404: {"model": s.ErrorOut, "description": "Unknown ID"}}
+_E413: _Responses = {413: {"model": s.ErrorOut, "description": "Request body too large"}}
+_E503: _Responses = {503: {"model": s.ErrorOut,
+                           "description": "Event store unavailable; retry after Retry-After seconds"}}
 KQuery = Annotated[int, Query(ge=1, le=s.MAX_K, description=f"Number of items, 1..{s.MAX_K}")]
 
 
@@ -61,6 +92,7 @@ class Service:
     metrics: ServiceMetrics
     public_metrics: bool
     sync: ReloadSync
+    propagation_timeout: float
 
 
 def create_app(
@@ -69,12 +101,14 @@ def create_app(
     keys_file: str | Path | None = None,
     public_metrics: bool = False,
     *,
-    max_body_bytes: int = s.MAX_BODY_BYTES,
+    max_body_bytes: int = MAX_BODY_BYTES,
     table_prefix: str = "",
     launch_id: str | None = None,
-    sync_interval: float = 2.0,
+    sync_interval: float = 1.0,
     metrics_dir: str | None = None,
     runtime: Runtime = "torch",
+    workers: int = 1,
+    propagation_timeout: float = 30.0,
 ) -> FastAPI:
     """Build the service for the artifact in `model_dir`.
 
@@ -85,7 +119,9 @@ def create_app(
 
     Apps sharing a store (same URL and `table_prefix`) are one service: a reload on any of
     them reaches the others within `sync_interval` seconds. `launch_id` is shared by the
-    workers of one `recforge serve` launch, so a restarted worker serves the reloaded model.
+    workers of one `recforge serve` launch, so a restarted worker serves the reloaded model;
+    `workers` is how many there are: a reload answers ``propagated: true`` once all of them
+    serve the new model, or false after `propagation_timeout` seconds.
     `metrics_dir`: the launch's ``PROMETHEUS_MULTIPROC_DIR``, so that ``/metrics`` reports
     totals across its workers (see `recforge.serving.metrics`); None keeps per-app counts.
     `runtime`: ``onnx`` scores a torch model through onnxruntime (`LoadedModel.load`), also
@@ -95,16 +131,22 @@ def create_app(
     keys = KeyRing(keys_file)
     metrics = ServiceMetrics(metrics_dir)
     store = EventStore.open(store_url or default_store_url(model_dir), table_prefix=table_prefix)
-    metrics.set_model(loaded.info)
+    _set_model_metrics(metrics, loaded)
     holder = ModelHolder(loaded)
 
     def on_swap(new: LoadedModel | None) -> None:
         metrics.reloads.labels(result="ok" if new is not None else "failed").inc()
         if new is not None:
-            metrics.set_model(new.info)
+            _set_model_metrics(metrics, new)
 
-    sync = ReloadSync(holder, store, launch_id or uuid.uuid4().hex, sync_interval, on_swap)
-    svc = Service(holder, store, keys, metrics, public_metrics, sync)
+    def on_poll(error: Exception | None) -> None:
+        metrics.ready.set(0 if error is not None else 1)
+        if isinstance(error, StoreError):
+            metrics.store_errors.labels(operation="sync").inc()
+
+    sync = ReloadSync(holder, store, launch_id or uuid.uuid4().hex, sync_interval, on_swap,
+                      workers=workers, on_poll=on_poll)
+    svc = Service(holder, store, keys, metrics, public_metrics, sync, propagation_timeout)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -117,17 +159,20 @@ def create_app(
             metrics.close()
 
     app = FastAPI(
+        dependencies=[Depends(_known_query_parameters)],
         title="recforge",
         version=__version__,
         summary="Recommendations, similar items, scores and live events from a recforge model.",
         description=("Send the API key in the `X-API-Key` header. Read keys can use every "
                      "`/v1` endpoint except `/v1/admin/*`, which needs an admin key."),
         lifespan=lifespan,
-        responses={401: {"model": s.ErrorOut}, 403: {"model": s.ErrorOut}, 422: {"model": s.ErrorOut}},
+        responses={401: {"model": s.ErrorOut, "description": "Missing or invalid API key"},
+                   403: {"model": s.ErrorOut, "description": "The key's scope does not allow this"},
+                   422: {"model": s.ErrorOut, "description": "Invalid input, malformed JSON included"}},
     )
     app.state.service = svc
     _install_error_handlers(app)
-    app.add_middleware(s.BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     read = _require(keys, "read")
@@ -163,6 +208,43 @@ def _require(keys: KeyRing, scope: str) -> Any:
     return Depends(dependency)
 
 
+# ---------------------------------------------------------------------- query parameters
+async def _known_query_parameters(request: Request) -> None:
+    """422 for a query parameter the route does not declare: a misspelt ``?kk=5`` is refused,
+    as unknown body fields are, rather than silently ignored.
+
+    The names come from the OpenAPI document, the same one clients read.
+    """
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if not getattr(route, "include_in_schema", False):
+        return
+    allowed = _query_names(request.app).get(((request.method if request.method != "HEAD" else "GET"),
+                                              getattr(route, "path_format", "")))
+    if allowed is None:
+        return
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = f"this endpoint takes {', '.join(sorted(allowed))}" if allowed else "this endpoint takes none"
+        raise RequestValidationError([{"type": "extra_forbidden", "loc": ("query", name),
+                                       "msg": f"unknown query parameter ({takes})", "input": None}
+                                      for name in unknown[:10]])
+
+
+def _query_names(app: FastAPI) -> dict[tuple[str, str], frozenset[str]]:
+    """(method, path template) → the query parameter names the OpenAPI document declares."""
+    cached = getattr(app.state, "query_names", None)
+    if cached is None:
+        cached = {}
+        for path, methods in app.openapi().get("paths", {}).items():
+            for method, operation in methods.items():
+                names = frozenset(p["name"] for p in operation.get("parameters", []) if p.get("in") == "query")
+                cached[(method.upper(), path)] = names
+        app.state.query_names = cached
+    return cached
+
+
 # ---------------------------------------------------------------------- errors
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
@@ -171,13 +253,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         for err in errors:
             if err.get("type") == "json_invalid":
                 where = err.get("ctx", {}).get("error", "")
-                return JSONResponse({"detail": f"malformed JSON body{': ' + str(where) if where else ''}"},
-                                    status_code=400)
+                detail = f"malformed JSON body{': ' + str(where) if where else ''}"
+                return JSONResponse({"detail": detail, "errors": [
+                    {"loc": ["body"], "msg": detail, "type": "json_invalid"}]}, status_code=422)
         parts = []
         for err in errors[:10]:
-            loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "path", "query")) or "body"
             msg = err.get("msg", "invalid")
-            if loc == "body" and err.get("type") == "missing":
+            if err.get("type") == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == s.ID_PATTERN:
+                msg = "must not contain control characters (U+0000 to U+001F, U+007F)"
+            elif loc == "body" and err.get("type") == "missing":
                 msg = "a JSON object is required"
             elif loc == "body" and err.get("type") in ("model_attributes_type", "dict_type"):
                 msg = "must be a JSON object sent with Content-Type: application/json"
@@ -190,25 +275,62 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":  # FastAPI's
+            detail = "malformed JSON body: not UTF-8 JSON text"
+            return JSONResponse({"detail": detail, "errors": [
+                {"loc": ["body"], "msg": detail, "type": "json_invalid"}]}, status_code=422)
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RecforgeError)
-    async def _recforge(_request: Request, exc: RecforgeError) -> JSONResponse:
+    async def _recforge(request: Request, exc: RecforgeError) -> JSONResponse:
+        headers = None
         if isinstance(exc, UnknownIdError):
             status = 404
         elif isinstance(exc, StoreError):
-            status = 503
+            status, headers = 503, {"Retry-After": "1"}
+            route = getattr(request.scope.get("route"), "path_format", None) or "<unmatched>"
+            request.app.state.service.metrics.store_errors.labels(operation=route).inc()
         elif isinstance(exc, DataError | ValueError):
             status = 422
         else:
             status = 503
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error (logged by the server)"}, status_code=500)
+
+
+def _set_model_metrics(metrics: ServiceMetrics, lm: LoadedModel) -> None:
+    """The served model's info, creation and load times (the artifact's mtime when meta.json
+    has no parsable creation time)."""
+    try:
+        written = (lm.directory / "meta.json").stat().st_mtime
+    except OSError:
+        written = None
+    metrics.set_model(lm.info, loaded_at=lm.loaded_at, created_fallback=written)
+
+
+_ABS_PATH = re.compile(r"(?<![\w.~-])/[^\s'\":,;()]+")
+
+
+def _public_error(message: str, given: str | None, directories: list[Path]) -> str:
+    """A reload error for the caller, without the server's absolute paths.
+
+    The artifact's resolved path becomes the path as the caller gave it (or the served
+    directory's name when reloading in place); any other absolute path becomes ``…``.
+    """
+    for directory in directories:
+        forms = {str(directory.absolute())}
+        with contextlib.suppress(OSError, RuntimeError):  # a symlink loop
+            forms.add(str(directory.resolve()))
+        for form in sorted(forms, key=len, reverse=True):
+            if form != "/":
+                message = message.replace(form, given if given is not None else directory.name)
+    return _ABS_PATH.sub(lambda m: m.group(0) if given is not None and m.group(0).startswith(given) else "…",
+                         message)
 
 
 # ---------------------------------------------------------------------- response helpers
@@ -269,14 +391,16 @@ def _ops_routes(app: FastAPI, svc: Service, read: Any) -> None:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=s.Status, tags=["operations"],
-             responses={503: {"model": s.ErrorOut}},
+    @app.get("/readyz", response_model=s.Status, tags=["operations"], responses=_E503,
              summary="Readiness: a model is loaded and the event store answers")
     def readyz() -> Any:
         try:
             svc.store.ping()
         except StoreError:
-            return JSONResponse({"detail": "not ready"}, status_code=503)
+            svc.metrics.ready.set(0)
+            svc.metrics.store_errors.labels(operation="readyz").inc()
+            return JSONResponse({"detail": "not ready"}, status_code=503, headers={"Retry-After": "1"})
+        svc.metrics.ready.set(1)
         return {"status": "ready"}
 
     metrics_deps = [] if svc.public_metrics else [read]
@@ -303,8 +427,8 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
         return {"users": [str(u) for u in ids[offset:offset + limit]], "total": len(ids),
                 "offset": offset, "limit": limit}
 
-    @app.get("/v1/users/{user_id}/recommendations", response_model=s.Recommendations,
-             dependencies=[read], tags=["recommendations"],
+    @app.get("/v1/users/{user_id:id}/recommendations", response_model=s.Recommendations,
+             dependencies=[read], tags=["recommendations"], responses=_E503,
              summary="Top-k items for a user; unknown users get their events folded in, or popularity")
     def user_recommendations(
         user_id: UserId,
@@ -315,6 +439,7 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
         lm = holder.current
         events = _events(store, lm, [user_id], exclude_seen or explain)
         ranked = lm.recommend([user_id], k, exclude_seen, events)[0]
+        metrics.recommendation_lists.inc()
         if ranked.fallback:
             metrics.fallbacks.labels(kind=ranked.fallback).inc()
         expl = _explain(lm, user_id, ranked, events) if explain else None
@@ -322,24 +447,26 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
                 "fallback": ranked.fallback, "model": _model(lm)}
 
     @app.post("/v1/recommendations", response_model=s.BatchRecommendations, dependencies=[read],
-              tags=["recommendations"],
+              tags=["recommendations"], responses={**_E413, **_E503},
               summary="A batch of users, or an anonymous session of items (folded into the model)")
     def batch_recommendations(body: s.RecommendationsIn) -> Any:
         lm = holder.current
         lm.check_features(body.features)
-        if body.items is not None:
+        if "items" in body.model_fields_set:
             idx = lm.model.item_map_.lookup(body.items)
             unknown = [i for i, j in zip(body.items, idx, strict=True) if j < 0]
             session = idx[idx >= 0]  # in the given order: a sequence model reads it as one
             ranked = lm.session(session, body.k, body.features)
+            metrics.recommendation_lists.inc()
             if ranked.fallback:
                 metrics.fallbacks.labels(kind=ranked.fallback).inc()
             expl = lm.explain(ranked, np.unique(session), "similar_to_session") if body.explain else None
             result = {"user_id": None, "items": _rec_items(lm, ranked, expl), "fallback": ranked.fallback}
             return {"results": [result], "unknown_items": unknown, "model": _model(lm)}
-        user_ids = body.user_ids or []
+        user_ids = body.user_ids
         events = _events(store, lm, user_ids, body.exclude_seen or body.explain)
         results = []
+        metrics.recommendation_lists.inc(len(user_ids))
         for user_id, ranked in zip(user_ids, lm.recommend(user_ids, body.k, body.exclude_seen, events,
                                                           body.features), strict=True):
             if ranked.fallback:
@@ -349,8 +476,8 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
                             "fallback": ranked.fallback})
         return {"results": results, "unknown_items": [], "model": _model(lm)}
 
-    @app.get("/v1/users/{user_id}/history", response_model=s.History, dependencies=[read],
-             tags=["users"], summary="A user's training items (with ratings) and stored events")
+    @app.get("/v1/users/{user_id:id}/history", response_model=s.History, dependencies=[read],
+             tags=["users"], responses=_E503, summary="A user's training items (with ratings) and stored events")
     def history(user_id: UserId, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
         lm = holder.current
         ids = lm.model.item_map_.ids
@@ -369,8 +496,20 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
                               "source": "training"})
         return {"user_id": user_id, "known": uidx >= 0, "items": items}
 
-    @app.get("/v1/items/{item_id}", response_model=s.Item, dependencies=[read], tags=["items"],
-             responses={404: {"model": s.ErrorOut}}, summary="Item metadata (title, features)")
+    # before /v1/items/{item_id:id}, which would take ".../similar" as part of the ID
+    @app.get("/v1/items/{item_id:id}/similar", response_model=s.Similar, dependencies=[read],
+             tags=["items"], responses=_E404, summary="The k most similar items")
+    def similar(item_id: ItemId, k: KQuery = 10) -> Any:
+        lm = holder.current
+        idx = _known_item(lm, item_id)
+        ranked = lm.similar(idx, k)
+        ids = lm.model.item_map_.ids
+        items = [{"item_id": str(ids[i]), "score": finite(sc), "rank": r + 1, "title": lm.title(int(i))}
+                 for r, (i, sc) in enumerate(zip(ranked.items, ranked.scores, strict=True))]
+        return {"item_id": item_id, "title": lm.title(idx), "items": items, "model": _model(lm)}
+
+    @app.get("/v1/items/{item_id:id}", response_model=s.Item, dependencies=[read], tags=["items"],
+             responses=_E404, summary="Item metadata (title, features)")
     def item(item_id: ItemId) -> Any:
         lm = holder.current
         idx = _known_item(lm, item_id)
@@ -384,19 +523,8 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
         return {"item_id": item_id, "title": lm.title(idx),
                 "popularity": int(lm.model.item_popularity_[idx]), "features": features}
 
-    @app.get("/v1/items/{item_id}/similar", response_model=s.Similar, dependencies=[read],
-             tags=["items"], responses={404: {"model": s.ErrorOut}}, summary="The k most similar items")
-    def similar(item_id: ItemId, k: KQuery = 10) -> Any:
-        lm = holder.current
-        idx = _known_item(lm, item_id)
-        ranked = lm.similar(idx, k)
-        ids = lm.model.item_map_.ids
-        items = [{"item_id": str(ids[i]), "score": finite(sc), "rank": r + 1, "title": lm.title(int(i))}
-                 for r, (i, sc) in enumerate(zip(ranked.items, ranked.scores, strict=True))]
-        return {"item_id": item_id, "title": lm.title(idx), "items": items, "model": _model(lm)}
-
     @app.post("/v1/score", response_model=s.Scores, dependencies=[read], tags=["recommendations"],
-              summary="Scores of (user, item) pairs; unknown IDs get the model's cold-start value")
+              responses=_E413, summary="Scores of (user, item) pairs; unknown IDs get the model's cold-start value")
     def score(body: s.ScoreIn) -> Any:
         lm = holder.current
         users = [p.user_id for p in body.pairs]
@@ -411,7 +539,7 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
         ], "model": _model(lm)}
 
     @app.post("/v1/events", response_model=s.EventsOut, dependencies=[read], tags=["events"],
-              responses={503: {"model": s.ErrorOut}},
+              responses={**_E413, **_E503},
               summary="Append interactions: durable before the answer, idempotent by key")
     def events(body: s.EventsIn) -> Any:
         batch = [Event(user_id=e.user_id, item_id=e.item_id, rating=e.rating, type=e.type,
@@ -428,11 +556,14 @@ def _read_routes(app: FastAPI, svc: Service, read: Any) -> None:
 
 def _admin_routes(app: FastAPI, svc: Service, admin: Any) -> None:
     @app.post("/v1/admin/reload", response_model=s.Reloaded, dependencies=[admin], tags=["admin"],
-              responses={422: {"model": s.ErrorOut}},
+              responses={422: {"model": s.ErrorOut, "description": "The artifact cannot be served; the old "
+                                                                   "model stays"}, **_E413},
               summary="Swap to a new artifact; if it fails to load or validate, the old one stays",
-              description="The worker that receives the call loads and validates the artifact, "
-                          "swaps, and publishes it in the store; the other workers sharing the "
-                          "store follow within a few seconds.")
+              description="The worker that receives the call loads and validates the artifact "
+                          "(checksums, finite weights, a trial of every scoring path), swaps, and "
+                          "publishes it in the store; the other workers sharing the store follow. "
+                          "The answer waits until every worker of this launch serves the new model: "
+                          "`propagated` is true then, false if some did not within the timeout.")
     def reload(body: s.ReloadIn | None = None) -> Any:
         current = svc.holder.current
         target = body.model_dir if body is not None else None
@@ -443,18 +574,25 @@ def _admin_routes(app: FastAPI, svc: Service, admin: Any) -> None:
             msg = str(exc) if isinstance(exc, RecforgeError) else f"{type(exc).__name__}: {exc}"
             msg = msg.splitlines()[0] if msg else type(exc).__name__
             log.warning("reload failed, still serving %s: %s", current.info["version"], msg)
+            places = [Path(target)] if target is not None else [current.directory]
             raise HTTPException(422, f"reload failed; still serving model {current.info['name']} "
-                                     f"version {current.info['version']}: {msg}") from None
+                                     f"version {current.info['version']}: "
+                                     f"{_public_error(msg, target, places)}") from None
         svc.metrics.reloads.labels(result="ok").inc()
-        svc.metrics.set_model(new.info)
+        _set_model_metrics(svc.metrics, new)
         log.info("reloaded model %s version %s", new.info["name"], new.info["version"])
+        serving = 0
         try:
-            svc.sync.publish(new)
-            propagated = True
+            generation = svc.sync.publish(new)
+            serving = svc.sync.wait_propagated(generation, new.info["version"], svc.propagation_timeout)
         except StoreError as exc:
             log.warning("reloaded here, but could not tell the other workers: %s", exc)
-            propagated = False
-        return {"model": _model(new), "previous": _model(old), "propagated": propagated}
+        propagated = serving >= svc.sync.workers
+        if not propagated:
+            log.warning("reload: %d of %d workers serve version %s", serving, svc.sync.workers,
+                        new.info["version"])
+        return {"model": _model(new), "previous": _model(old), "propagated": propagated,
+                "workers": svc.sync.workers, "serving": serving}
 
 
 def _web_routes(app: FastAPI) -> None:

@@ -1,8 +1,11 @@
 """Prometheus metrics of one app: in its own CollectorRegistry, or aggregated across workers.
 
 Exposed at ``/metrics``: requests and errors by route template and status, a latency
-histogram, requests in flight, events stored and refused as duplicates, fallbacks by kind,
-model reloads, live worker processes, and the served model's name/version as an info metric.
+histogram, requests in flight, events stored and refused as duplicates, recommendation lists
+served and fallbacks by kind, event-store errors, readiness, model reloads, live worker
+processes, the served model's name/version as an info metric, and when the served model was
+created and loaded (for its age). The alert rules in ``deploy/prometheus/alerts.yml`` and the
+dashboard in ``deploy/grafana/recforge.json`` use exactly these names.
 
 One process (tests, ``recforge serve`` with one worker): every app keeps its counts in its own
 registry, no process globals. Several workers (``recforge serve --workers N``): the serve
@@ -17,8 +20,10 @@ gauges counted until the launch ends; its counts are kept, as totals should be.
 
 from __future__ import annotations
 
+import math
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +71,21 @@ class ServiceMetrics:
         self.fallbacks = Counter("recforge_recommendation_fallbacks",
                                  "Recommendation lists for users unknown to the model, by kind "
                                  "(features, fold_in, popularity)", ["kind"], registry=r)
+        self.recommendation_lists = Counter("recforge_recommendation_lists",
+                                            "Recommendation lists served (users and sessions)", registry=r)
+        self.store_errors = Counter("recforge_store_errors",
+                                    "Event-store operations that failed (database unreachable or refusing), "
+                                    "by where: a route, readyz or sync (the reload poll)", ["operation"],
+                                    registry=r)
+        self.ready = Gauge("recforge_ready", "1 when the worker has a model and its event store answered at "
+                           "the last check (readyz or the reload poll), else 0; the minimum across workers",
+                           registry=r, multiprocess_mode="livemin")
+        self.model_created = Gauge("recforge_model_created_timestamp_seconds",
+                                   "When the served artifact was trained (Unix time; meta.json 'created'); "
+                                   "the oldest across workers", registry=r, multiprocess_mode="livemin")
+        self.model_loaded = Gauge("recforge_model_loaded_timestamp_seconds",
+                                  "When the worker loaded the served model (Unix time); the oldest across workers",
+                                  registry=r, multiprocess_mode="livemin")
         self.reloads = Counter("recforge_model_reloads", "Model reload attempts", ["result"], registry=r)
         self.workers = Gauge("recforge_workers", "Worker processes serving (summed across workers)",
                              registry=r, multiprocess_mode="livesum")
@@ -73,6 +93,7 @@ class ServiceMetrics:
                                 ["name", "version", "fingerprint", "created"], registry=r,
                                 multiprocess_mode="livemax")
         self.workers.set(1)
+        self.ready.set(1)
         self._model_labels: dict[str, str] | None = None
         if self.multiprocess_dir is None:
             self._exposition = self.registry
@@ -80,8 +101,18 @@ class ServiceMetrics:
             self._exposition = CollectorRegistry()
             MultiProcessCollector(self._exposition, path=self.multiprocess_dir)
 
-    def set_model(self, info: dict[str, Any]) -> None:
-        """Mark the served model; the previous one drops out (per app) or to 0 (across workers)."""
+    def set_model(self, info: dict[str, Any], loaded_at: float | None = None,
+                  created_fallback: float | None = None) -> None:
+        """Mark the served model; the previous one drops out (per app) or to 0 (across workers).
+
+        `loaded_at`: when it was loaded (default now); `created_fallback`: its creation time
+        when meta.json has no parsable 'created' (e.g. the file's modification time).
+        """
+        self.model_loaded.set(time.time() if loaded_at is None else loaded_at)
+        created = created_timestamp(info.get("created"))
+        if created is None:
+            created = created_fallback if created_fallback is not None else time.time()
+        self.model_created.set(created)
         labels = {key: str(info.get(key, "")) for key in ("name", "version", "fingerprint", "created")}
         if self.multiprocess_dir is None:
             self.model_info.clear()
@@ -98,6 +129,20 @@ class ServiceMetrics:
         """At shutdown: this worker's live gauges stop counting in the totals."""
         if self.multiprocess_dir is not None:
             mark_process_dead(os.getpid(), self.multiprocess_dir)
+
+
+def created_timestamp(created: Any) -> float | None:
+    """Unix time of an artifact's ISO-8601 'created' stamp (UTC when it has no zone); None if unparsable."""
+    if not isinstance(created, str) or not created:
+        return None
+    try:
+        stamp = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    value = stamp.timestamp()
+    return value if math.isfinite(value) else None
 
 
 class MetricsMiddleware:
@@ -133,7 +178,7 @@ class MetricsMiddleware:
 
 def _observe(m: ServiceMetrics, scope: dict[str, Any], status: int, seconds: float) -> None:
     route = scope.get("route")
-    path = getattr(route, "path", None) or "<unmatched>"
+    path = getattr(route, "path_format", None) or getattr(route, "path", None) or "<unmatched>"
     method = scope.get("method", "")
     m.requests.labels(method=method, route=path, status=str(status)).inc()
     m.latency.labels(method=method, route=path).observe(seconds)

@@ -1,13 +1,16 @@
-"""Request and response models of the HTTP API, with every size bounded, and the body limit.
+"""Request and response models of the HTTP API, with every size bounded (pydantic only: the
+client `recforge.client` reads its answers with them without the server's dependencies).
 
-IDs are strings on the wire (JSON integers are accepted on input and turned into strings),
-1-256 characters without control characters. Unknown fields are refused, so a misspelt
-field is a 422 rather than silently ignored.
+Input is read strictly, as the OpenAPI document describes it: IDs are JSON strings (a JSON
+integer is refused, the same in every endpoint: IDs such as ``"0042"`` and ``"42"`` differ),
+1-256 characters without control characters; an integer field takes only a JSON integer
+(``"timestamp": false``, ``"7"`` or ``1.5`` is refused; ``7.0`` is 7, as JSON Schema has it), a
+boolean only ``true``/``false``, a number an integer or a decimal. Unknown fields and query
+parameters are refused, so a misspelt name is a 422 rather than silently ignored.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -20,7 +23,7 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
-from starlette.exceptions import HTTPException
+from pydantic.json_schema import WithJsonSchema
 
 MAX_K = 1000
 MAX_BATCH_USERS = 100
@@ -28,26 +31,29 @@ MAX_SESSION_ITEMS = 500
 MAX_EVENTS = 1000
 MAX_PAIRS = 1000
 MAX_FEATURES = 32
-#: default request body limit: 1 MiB holds 1000 events comfortably
-MAX_BODY_BYTES = 1 << 20
 
 
-def _coerce_id(value: Any) -> Any:
-    """JSON integers become strings; anything else is left to validation."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+#: an ID: no control characters (PostgreSQL cannot store NUL; the others are never intended)
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=ID_PATTERN)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+EventType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,32}$")]
+
+
+def _json_integer(value: Any) -> Any:
+    """A JSON Schema integer: an int, or a float without a fraction (``7.0``); never a bool."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 
-Id = Annotated[
-    str,
-    BeforeValidator(_coerce_id),
-    StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"),
-]
-Key = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
-EventType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,32}$")]
-K = Annotated[int, Field(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}")]
-FeatureName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+#: integer fields of request bodies (strict: ``true`` and ``"7"`` are refused); the bounds come
+#: before the validator so that the OpenAPI document states them as minimum/maximum
+K = Annotated[int, Field(ge=1, le=MAX_K, description=f"number of items, 1..{MAX_K}"),
+              BeforeValidator(_json_integer)]
+Timestamp = Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_integer)]
+FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+FeatureName = Annotated[str, StringConstraints(pattern=FEATURE_NAME_PATTERN)]
 
 
 def _feature_value(value: Any) -> Any:
@@ -65,10 +71,19 @@ def _feature_value(value: Any) -> Any:
 
 
 FeatureValue = Annotated[Any, AfterValidator(_feature_value)]
+#: user features as the OpenAPI document states them: names by pattern, strings or bounded numbers
+Features = Annotated[dict[FeatureName, FeatureValue], WithJsonSchema({
+    "type": "object", "maxProperties": MAX_FEATURES, "additionalProperties": False,
+    "patternProperties": {FEATURE_NAME_PATTERN: {"anyOf": [
+        {"type": "string", "maxLength": 256, "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+        {"type": "number", "minimum": -1e15, "maximum": 1e15}]}},
+})]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, JSON types taken as declared (no coercion)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---------------------------------------------------------------------- requests
@@ -79,7 +94,7 @@ class EventIn(Strict):
     item_id: Id
     rating: float | None = Field(None, ge=-1e9, le=1e9, allow_inf_nan=False)
     type: EventType = "interaction"
-    timestamp: int | None = Field(None, ge=0, le=2**53, description="Unix seconds")
+    timestamp: Timestamp | None = Field(None, description="Unix seconds")
     idempotency_key: Key | None = Field(
         None, description="Client-chosen unique key: an event with a stored key is not stored again")
 
@@ -91,15 +106,21 @@ class EventsIn(Strict):
 class RecommendationsIn(Strict):
     """Either a batch of known or new users, or an anonymous session of item IDs."""
 
-    user_ids: list[Id] | None = Field(None, min_length=1, max_length=MAX_BATCH_USERS)
-    items: list[Id] | None = Field(
-        None, min_length=1, max_length=MAX_SESSION_ITEMS,
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["user_ids"]},
+                                                           {"required": ["items"]}]})
+
+    user_ids: list[Id] = Field(
+        default_factory=list, min_length=1, max_length=MAX_BATCH_USERS,
+        description="A batch of users, known to the model or not; give this or `items`, not both")
+    items: list[Id] = Field(
+        default_factory=list, min_length=1, max_length=MAX_SESSION_ITEMS,
         description="Anonymous session: its items folded into the model (Recommender.score_histories), "
-                    "or ranked by the request's features for a feature model")
+                    "or ranked by the request's features for a feature model; give this or "
+                    "`user_ids`, not both")
     k: K = 10
     exclude_seen: bool = True
     explain: bool = False
-    features: dict[FeatureName, FeatureValue] | None = Field(
+    features: Features | None = Field(
         None, max_length=MAX_FEATURES,
         description="User features (strings or numbers, e.g. age, gender, occupation, zip) of the users "
                     "in this request unknown to the model: a feature model ranks them by these "
@@ -107,7 +128,7 @@ class RecommendationsIn(Strict):
 
     @model_validator(mode="after")
     def _one_of(self) -> RecommendationsIn:
-        if (self.user_ids is None) == (self.items is None):
+        if ("user_ids" in self.model_fields_set) == ("items" in self.model_fields_set):
             raise ValueError("give exactly one of 'user_ids' (a batch of users) or 'items' (a session)")
         return self
 
@@ -123,7 +144,7 @@ class ScoreIn(Strict):
 
 class ReloadIn(Strict):
     model_dir: str | None = Field(
-        None, min_length=1, max_length=4096,
+        None, min_length=1, max_length=4096, pattern=ID_PATTERN,
         description="Artifact directory to serve; default: reload the current one from disk")
 
 
@@ -264,70 +285,11 @@ class Status(BaseModel):
 class Reloaded(BaseModel):
     model: ModelInfo
     previous: ModelInfo
-    propagated: bool = Field(description="Published to the other workers sharing the store")
+    propagated: bool = Field(description="Every worker of this launch serves the new model (false when "
+                                         "some did not within the timeout, or the store was unreachable)")
+    workers: int = Field(1, description="Worker processes of this launch (`recforge serve --workers N`)")
+    serving: int = Field(1, description="How many of them serve the new model as this answer is sent")
 
 
 class ErrorOut(BaseModel):
     detail: str
-
-
-# ---------------------------------------------------------------------- body size limit
-class BodyTooLarge(HTTPException):
-    """Raised while the body streams in; an HTTPException so FastAPI's body parsing passes it on."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(status_code=413, detail=f"request body over {max_bytes} bytes")
-
-
-class BodySizeLimitMiddleware:
-    """Answer 413 to request bodies over `max_bytes`, declared or streamed (pure ASGI)."""
-
-    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _reject(send, 400, "invalid Content-Length header")
-                    return
-                if declared > self.max_bytes:
-                    await _reject(send, 413, f"request body over {self.max_bytes} bytes")
-                    return
-        received = 0
-        started = False
-
-        async def limited_receive() -> dict[str, Any]:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await _reject(send, 413, f"request body over {self.max_bytes} bytes")
-
-
-async def _reject(send: Any, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})

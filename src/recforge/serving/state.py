@@ -14,10 +14,15 @@ events → popularity, with its ``fallback`` label), `rank_histories` (anonymous
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import logging
 import math
 import threading
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +35,7 @@ from recforge.models.base import Recommender
 from recforge.models.capabilities import Capability
 from recforge.ranking import top_k
 
+log = logging.getLogger("recforge.serving")
 #: what computes a served model's scores
 Runtime = Literal["torch", "onnx"]
 #: reason of an explanation by the kind of `Recommender.explain` row it starts with
@@ -56,6 +62,7 @@ class LoadedModel:
     train_ratings: np.ndarray | None  # aligned with model.seen_.indices
     user_feature_columns: frozenset[str] | None = None  # set when the model ranks cold users by features
     runtime: Runtime = "torch"
+    loaded_at: float = 0.0  # Unix time of the load
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -105,7 +112,7 @@ class LoadedModel:
             columns = frozenset(str(c) for c in model.user_features_.columns) or None
         loaded = cls(model=model, directory=path, info=info, titles=titles,
                      train_ratings=model.training_interactions().ratings, user_feature_columns=columns,
-                     runtime=runtime)
+                     runtime=runtime, loaded_at=time.time())
         loaded.validate()
         return loaded
 
@@ -321,33 +328,57 @@ class ReloadSync:
     it does not serve. At start a worker adopts the published model only when it belongs to
     the same launch (a worker restarted by the supervisor); a new `recforge serve` launch
     serves its own ``--model``.
+
+    Every worker acknowledges each generation it has acted on in a control row of its own
+    (``ack:<launch>:<worker>``: generation, the version it serves, whether loading worked), so
+    the worker that published can wait until all `workers` of its launch serve the new model
+    (`wait_propagated`) before answering.
     """
 
-    def __init__(self, holder: ModelHolder, store: Any, launch_id: str, interval: float = 2.0,
-                 on_swap: Any = None) -> None:
+    def __init__(self, holder: ModelHolder, store: Any, launch_id: str, interval: float = 1.0,
+                 on_swap: Callable[[LoadedModel | None], None] | None = None, workers: int = 1,
+                 on_poll: Callable[[Exception | None], None] | None = None) -> None:
         self.holder = holder
         self.store = store
         self.launch_id = launch_id
         self.interval = interval
         self.on_swap = on_swap
+        self.on_poll = on_poll
+        self.workers = workers
+        self.worker_id = uuid.uuid4().hex[:12]
+        self.ack_prefix = f"ack:{hashlib.sha256(launch_id.encode()).hexdigest()[:16]}:"
         self.seen = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def publish(self, loaded: LoadedModel) -> None:
-        """Record `loaded` as the model every worker should serve."""
-        import json
-
+    def publish(self, loaded: LoadedModel) -> int:
+        """Record `loaded` as the model every worker should serve; returns its generation."""
         value = json.dumps({"model_dir": str(loaded.directory), "version": loaded.info["version"],
                             "launch": self.launch_id})
-        self.seen = self.store.set_control("model", value)
+        self.seen = generation = self.store.set_control("model", value)
+        self._acknowledge(generation, True)
+        return generation
+
+    def wait_propagated(self, generation: int, version: str, timeout: float) -> int:
+        """Wait until every worker of this launch acknowledged `generation` (or `timeout`
+        seconds passed); returns how many of them serve `version`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            acks = [_parse(v) for v in self.store.list_control(self.ack_prefix).values()]
+            current = [a for a in acks if int(a.get("generation", 0)) >= generation]
+            serving = sum(1 for a in current if a.get("ok") and a.get("version") == version)
+            if len(current) >= self.workers or time.monotonic() >= deadline:
+                return serving
+            time.sleep(min(0.05, max(self.interval / 4, 0.005)))
 
     def start(self) -> None:
         generation, value = self.store.get_control("model")
         self.seen = generation
         target = _parse(value)
-        if target.get("launch") == self.launch_id:
-            self._follow(target)
+        ok = self._follow(target) if target.get("launch") == self.launch_id else True
+        with contextlib.suppress(Exception):  # old acknowledgements are never read again
+            self.store.delete_control("ack:", time.time() - 86400)
+        self._acknowledge(generation, ok)
         self._thread = threading.Thread(target=self._run, name="recforge-reload-sync", daemon=True)
         self._thread.start()
 
@@ -361,26 +392,31 @@ class ReloadSync:
         generation, value = self.store.get_control("model")
         if generation <= self.seen:
             return
+        ok = self._follow(_parse(value))
         self.seen = generation
-        self._follow(_parse(value))
+        self._acknowledge(generation, ok)
+
+    def _acknowledge(self, generation: int, ok: bool) -> None:
+        self.store.put_control(self.ack_prefix + self.worker_id, json.dumps(
+            {"generation": generation, "version": self.holder.current.info["version"], "ok": ok}))
 
     def _run(self) -> None:
-        import logging
-
-        log = logging.getLogger("recforge.serving")
         while not self._stop.wait(self.interval):
             try:
                 self.poll()
             except Exception as exc:  # the store may be briefly unreachable: try again later
                 log.warning("reload sync: %s", exc)
+                if self.on_poll is not None:
+                    self.on_poll(exc)
+            else:
+                if self.on_poll is not None:
+                    self.on_poll(None)
 
-    def _follow(self, target: dict[str, Any]) -> None:
-        import logging
-
-        log = logging.getLogger("recforge.serving")
+    def _follow(self, target: dict[str, Any]) -> bool:
+        """Serve the published model unless already serving it; False if it failed to load."""
         model_dir, version = target.get("model_dir"), target.get("version")
         if not model_dir or version == self.holder.current.info["version"]:
-            return
+            return True
         try:
             new, _old = self.holder.reload(model_dir)
         except Exception as exc:
@@ -388,15 +424,14 @@ class ReloadSync:
                         self.holder.current.info["version"], exc)
             if self.on_swap is not None:
                 self.on_swap(None)
-            return
+            return False
         log.info("reload sync: now serving %s version %s", new.info["name"], new.info["version"])
         if self.on_swap is not None:
             self.on_swap(new)
+        return True
 
 
 def _parse(value: str) -> dict[str, Any]:
-    import json
-
     try:
         out = json.loads(value) if value else {}
     except json.JSONDecodeError:

@@ -9,6 +9,9 @@ Duplicates are refused by the database itself: ``idempotency_key`` carries a uni
 constraint and rows are inserted with ``ON CONFLICT DO NOTHING``, so concurrent retries of
 one event from many clients or workers store it once. `add_events` returns only after the
 transaction has committed: an event acknowledged by the service is on disk.
+
+Every backend behaves alike on text PostgreSQL cannot hold: an event with a NUL character
+is refused with DataError (SQLite would store it), and a read for such an ID finds nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from recforge.errors import RecforgeError
+from recforge.errors import DataError, RecforgeError
 
 #: the newest schema version this code knows (one entry per migration below)
 SCHEMA_VERSION = 2
@@ -208,6 +211,10 @@ class EventStore:
         An event whose idempotency key is already stored, or appears earlier in the same
         batch, is a duplicate and is not stored again. Events without a key are always stored.
         """
+        for ev in events:
+            for field in ("user_id", "item_id", "type", "idempotency_key"):
+                if "\x00" in (getattr(ev, field) or ""):
+                    raise DataError(f"event {field} contains a NUL character, which the store cannot hold")
         now = time.time()
         status = [True] * len(events)
         first_with_key: dict[str, int] = {}
@@ -282,11 +289,46 @@ class EventStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"event store unavailable: {_one_line(exc)}") from None
 
+    def put_control(self, name: str, value: str) -> None:
+        """Create or replace a control entry without touching generations (acknowledgements)."""
+        c = self.control
+        try:
+            with self._begin(write=True) as conn:
+                done = conn.execute(sa.update(c).where(c.c.name == name)
+                                    .values(value=value, updated_at=time.time())).rowcount
+                if not done:
+                    conn.execute(sa.insert(c).values(name=name, generation=0, value=value,
+                                                     updated_at=time.time()))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"event store unavailable: {_one_line(exc)}") from None
+
+    def list_control(self, prefix: str) -> dict[str, str]:
+        """Values of the control entries whose names start with `prefix`."""
+        c = self.control
+        try:
+            with self._begin() as conn:
+                rows = conn.execute(sa.select(c.c.name, c.c.value)
+                                    .where(c.c.name.startswith(prefix, autoescape=True))).all()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"event store unavailable: {_one_line(exc)}") from None
+        return {str(name): str(value) for name, value in rows}
+
+    def delete_control(self, prefix: str, older_than: float) -> int:
+        """Remove the control entries named `prefix`… last set before Unix time `older_than`."""
+        c = self.control
+        try:
+            with self._begin(write=True) as conn:
+                return int(conn.execute(sa.delete(c).where(c.c.name.startswith(prefix, autoescape=True),
+                                                           c.c.updated_at < older_than)).rowcount)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"event store unavailable: {_one_line(exc)}") from None
+
     # ------------------------------------------------------------------ reads
     def items_for_users(self, user_ids: Sequence[str]) -> dict[str, list[str]]:
         """Item IDs with stored events per user, oldest first (event timestamp, then arrival),
         each item once at its latest position; users without events are absent."""
         out: dict[str, list[str]] = {}
+        user_ids = [u for u in user_ids if "\x00" not in u]  # none is ever stored
         if not user_ids:
             return out
         ev = self.events
@@ -305,6 +347,8 @@ class EventStore:
 
     def user_events(self, user_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """The user's newest stored events first, at most `limit`."""
+        if "\x00" in user_id:  # none is ever stored
+            return []
         ev = self.events
         query = (sa.select(ev.c.item_id, ev.c.rating, ev.c.type, ev.c.timestamp, ev.c.received_at)
                  .where(ev.c.user_id == user_id).order_by(ev.c.id.desc()).limit(limit))
