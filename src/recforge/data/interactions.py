@@ -13,6 +13,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no types
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import scipy.sparse as sp
 
 from recforge.errors import DataError, UnknownIdError
@@ -169,6 +171,47 @@ class Interactions:
             item_idx=iidx.astype(np.int32),
             ratings=ratings,
             timestamps=timestamps,
+            user_features=_index_features(user_features),
+            item_features=_index_features(item_features),
+        )
+        return out.deduplicate() if deduplicate else out
+
+    @classmethod
+    def from_arrays(
+        cls,
+        user_ids: object,
+        item_ids: object,
+        ratings: np.ndarray | None = None,
+        timestamps: np.ndarray | None = None,
+        *,
+        user_features: pd.DataFrame | None = None,
+        item_features: pd.DataFrame | None = None,
+        deduplicate: bool = True,
+    ) -> Interactions:
+        """Build from aligned raw-ID arrays: the vectorized twin of `from_frame` for typed columns.
+
+        IDs are int64 numbers or strings (NumPy, pandas or pyarrow arrays) and become the same
+        maps as `from_frame` builds from their text; ratings become float32, timestamps int64,
+        and duplicated pairs keep the latest row, as there.
+        """
+        n = len(user_ids)  # type: ignore[arg-type]
+        if len(item_ids) != n:  # type: ignore[arg-type]
+            raise DataError("user and item ID arrays differ in length")
+        values = None if ratings is None else np.asarray(ratings)
+        times = None if timestamps is None else np.asarray(timestamps)
+        if values is not None:
+            check_numbers("rating", values, "ratings")
+        if times is not None and times.dtype.kind == "f":
+            check_numbers("timestamp", times, "timestamps")
+        umap, uidx = encode_ids(user_ids)
+        imap, iidx = encode_ids(item_ids)
+        out = cls(
+            user_map=umap,
+            item_map=imap,
+            user_idx=uidx.astype(np.int32),
+            item_idx=iidx.astype(np.int32),
+            ratings=None if values is None else values.astype(np.float32),
+            timestamps=None if times is None else times.astype(np.int64),
             user_features=_index_features(user_features),
             item_features=_index_features(item_features),
         )
@@ -334,9 +377,72 @@ def _encode(values: pd.Series, given: IdMap | None) -> tuple[IdMap, np.ndarray]:
     """(map, indices) of string IDs: factorize once, then sort only the distinct values."""
     if given is not None:
         return given, given.lookup(values)
-    codes, uniques = pd.factorize(values)  # arrow-backed strings factorize in C++
-    idmap = IdMap.from_values(uniques)
-    return idmap, idmap.lookup(uniques)[codes]
+    return encode_ids(values)
+
+
+#: integers of up to 18 digits sort numerically as IDs (`_sorted_unique`), larger ones as text
+_NUMERIC_ID_BOUND = 10**18
+
+
+def encode_ids(values: object) -> tuple[IdMap, np.ndarray]:
+    """(map, int64 indices) of raw IDs: int64 numbers or strings (NumPy, pandas or pyarrow).
+
+    The map is the one `IdMap.from_values` builds from the IDs' text. Numbers are hashed as
+    numbers (no string per row); strings that are all canonical integers ("7", not "07") are
+    turned into numbers first; other strings are dictionary-encoded in C++.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return _encode_numbers(values.astype(np.int64, copy=False))
+    text = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(
+        values.array if isinstance(values, pd.Series) else np.asarray(values, dtype=object), from_pandas=True)
+    if text.null_count:
+        raise DataError(f"{text.null_count} IDs are empty")
+    numbers = _canonical_integers(text)
+    if numbers is not None:
+        return _encode_numbers(numbers)
+    encoded = pc.dictionary_encode(text)
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    if not chunks:
+        return IdMap([]), np.zeros(0, np.int64)
+    unified = pa.chunked_array(chunks).unify_dictionaries()
+    dictionary = unified.chunk(0).dictionary.to_numpy(zero_copy_only=False)
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in unified.chunks])
+    idmap = IdMap.from_values(dictionary)
+    return idmap, idmap.lookup(dictionary)[codes.astype(np.int64)]
+
+
+def _encode_numbers(numbers: np.ndarray) -> tuple[IdMap, np.ndarray]:
+    """`encode_ids` of int64 IDs: sorted distinct values (a bitmap over a dense range, else a
+    hash), ranked as their text sorts."""
+    if len(numbers) and -_NUMERIC_ID_BOUND < numbers.min() and numbers.max() < _NUMERIC_ID_BOUND:
+        low = int(numbers.min())
+        span = int(numbers.max()) - low + 1
+        if span <= 4 * len(numbers) + 1024:  # typical logs number their users and items densely
+            offset = numbers - low
+            present = np.zeros(span, bool)
+            present[offset] = True
+            rank = np.cumsum(present) - 1
+            return IdMap((np.flatnonzero(present) + low).astype(str)), rank[offset]
+    codes, uniques = pd.factorize(numbers)
+    if len(uniques) and ((uniques >= _NUMERIC_ID_BOUND) | (uniques <= -_NUMERIC_ID_BOUND)).any():
+        text = uniques.astype(str)  # beyond 18 digits IDs sort as text
+        idmap = IdMap.from_values(text)
+        return idmap, idmap.lookup(text)[codes]
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(uniques), np.int64)
+    rank[order] = np.arange(len(uniques))
+    return IdMap(uniques[order].astype(str)), rank[codes]
+
+
+def _canonical_integers(text: object) -> np.ndarray | None:
+    """The IDs as int64 when every one is the canonical text of an integer, else None."""
+    try:
+        numbers = pc.cast(text, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return None
+    if numbers.null_count or not pc.all(pc.equal(pc.cast(numbers, pa.string()), text)).as_py():
+        return None
+    return np.asarray(numbers.to_numpy(zero_copy_only=False), np.int64)
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
