@@ -188,7 +188,7 @@ def test_fast_path_equals_the_general_reader(tmp_path: Path, case: str) -> None:
     if case == "text-ids":
         users = [f"u{u}" for u in users] + ["10", "9", "Zed", "ä"]
     elif case == "zero-padded":
-        items = items + ["007", "7", "+8"]
+        items = [*items, "007", "7", "+8"]
     elif case == "sparse-ids":
         users = [str(u * 1_000_003) for u in range(1, 30)]
     elif case == "huge-ids":

@@ -414,7 +414,7 @@ def encode_ids(values: object) -> tuple[IdMap, np.ndarray]:
 def _encode_numbers(numbers: np.ndarray) -> tuple[IdMap, np.ndarray]:
     """`encode_ids` of int64 IDs: sorted distinct values (a bitmap over a dense range, else a
     hash), ranked as their text sorts."""
-    if len(numbers) and -_NUMERIC_ID_BOUND < numbers.min() and numbers.max() < _NUMERIC_ID_BOUND:
+    if len(numbers) and numbers.min() > -_NUMERIC_ID_BOUND and numbers.max() < _NUMERIC_ID_BOUND:
         low = int(numbers.min())
         span = int(numbers.max()) - low + 1
         if span <= 4 * len(numbers) + 1024:  # typical logs number their users and items densely
