@@ -208,10 +208,10 @@ class Interactions:
         out = cls(
             user_map=umap,
             item_map=imap,
-            user_idx=uidx.astype(np.int32),
-            item_idx=iidx.astype(np.int32),
-            ratings=None if values is None else values.astype(np.float32),
-            timestamps=None if times is None else times.astype(np.int64),
+            user_idx=uidx.astype(np.int32, copy=False),
+            item_idx=iidx.astype(np.int32, copy=False),
+            ratings=None if values is None else values.astype(np.float32, copy=False),
+            timestamps=None if times is None else times.astype(np.int64, copy=False),
             user_features=_index_features(user_features),
             item_features=_index_features(item_features),
         )
@@ -302,10 +302,12 @@ class Interactions:
         """Keep one row per (user, item): the latest timestamp, else the last in order."""
         if len(self) == 0:
             return self
-        key = self.user_idx.astype(np.int64) * max(self.n_items, 1) + self.item_idx
-        sorted_key = np.sort(key)
-        if not (sorted_key[1:] == sorted_key[:-1]).any():
+        from recforge.data._kernels import has_repeated_pairs
+
+        if not has_repeated_pairs(self.user_idx.astype(np.int32, copy=False),
+                                  self.item_idx.astype(np.int32, copy=False), self.n_users, self.n_items):
             return self
+        key = self.user_idx.astype(np.int64) * max(self.n_items, 1) + self.item_idx
         # two stable sorts: by time, then by pair — equal pairs end oldest → latest
         order = np.argsort(self.timestamps, kind="stable") if self.timestamps is not None \
             else np.arange(len(self))
@@ -385,7 +387,7 @@ _NUMERIC_ID_BOUND = 10**18
 
 
 def encode_ids(values: object) -> tuple[IdMap, np.ndarray]:
-    """(map, int64 indices) of raw IDs: int64 numbers or strings (NumPy, pandas or pyarrow).
+    """(map, integer indices) of raw IDs: int64 numbers or strings (NumPy, pandas or pyarrow).
 
     The map is the one `IdMap.from_values` builds from the IDs' text. Numbers are hashed as
     numbers (no string per row); strings that are all canonical integers ("7", not "07") are
@@ -418,11 +420,10 @@ def _encode_numbers(numbers: np.ndarray) -> tuple[IdMap, np.ndarray]:
         low = int(numbers.min())
         span = int(numbers.max()) - low + 1
         if span <= 4 * len(numbers) + 1024:  # typical logs number their users and items densely
-            offset = numbers - low
-            present = np.zeros(span, bool)
-            present[offset] = True
-            rank = np.cumsum(present) - 1
-            return IdMap((np.flatnonzero(present) + low).astype(str)), rank[offset]
+            from recforge.data._kernels import dense_codes
+
+            uniques, codes = dense_codes(numbers, low, span)
+            return IdMap(uniques.astype(str)), codes
     codes, uniques = pd.factorize(numbers)
     if len(uniques) and ((uniques >= _NUMERIC_ID_BOUND) | (uniques <= -_NUMERIC_ID_BOUND)).any():
         text = uniques.astype(str)  # beyond 18 digits IDs sort as text
@@ -435,14 +436,24 @@ def _encode_numbers(numbers: np.ndarray) -> tuple[IdMap, np.ndarray]:
 
 
 def _canonical_integers(text: object) -> np.ndarray | None:
-    """The IDs as int64 when every one is the canonical text of an integer, else None."""
-    try:
-        numbers = pc.cast(text, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return None
-    if numbers.null_count or not pc.all(pc.equal(pc.cast(numbers, pa.string()), text)).as_py():
-        return None
-    return np.asarray(numbers.to_numpy(zero_copy_only=False), np.int64)
+    """The IDs as int64 when every one is the canonical text of an integer of at most 18
+    digits (how `_sorted_unique` tells numeric IDs), else None; one compiled pass."""
+    from recforge.data._kernels import parse_canonical_ints
+
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    out = np.empty(sum(len(c) for c in chunks), np.int64)
+    at = 0
+    for chunk in chunks:
+        if chunk.null_count or not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return None
+        _, offsets, data = chunk.buffers()
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets, width)[chunk.offset:chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        if not parse_canonical_ints(offsets, data, out[at:at + len(chunk)]):
+            return None
+        at += len(chunk)
+    return out
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -483,6 +494,9 @@ def check_numbers(col: str, numbers: np.ndarray, kind: Literal["ratings", "times
     the count and the first bad row (counted from 1) and value.
     """
     if numbers.dtype.kind not in "fu":
+        return
+    low_ok, high_ok = (-_FLOAT32_MAX, _FLOAT32_MAX) if kind == "ratings" else (-_INT64_BOUND, _INT64_BOUND)
+    if not len(numbers) or (numbers.min() >= low_ok and numbers.max() < high_ok):  # NaN fails: no pass
         return
     if kind == "ratings":
         low, high = -_FLOAT32_MAX, _FLOAT32_MAX
