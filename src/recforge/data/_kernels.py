@@ -31,7 +31,7 @@ def parse_canonical_ints(offsets: np.ndarray, data: np.ndarray, out: np.ndarray)
             return False
         if data[first] == 48 and (n_digits > 1 or negative):  # '0': "07", "-0"
             return False
-        value = 0
+        value = np.int64(0)
         for pos in range(first, end):
             digit = np.int64(data[pos]) - 48
             if digit < 0 or digit > 9:

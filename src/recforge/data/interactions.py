@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -435,12 +435,12 @@ def _encode_numbers(numbers: np.ndarray) -> tuple[IdMap, np.ndarray]:
     return IdMap(uniques[order].astype(str)), rank[codes]
 
 
-def _canonical_integers(text: object) -> np.ndarray | None:
+def _canonical_integers(text: Any) -> np.ndarray | None:
     """The IDs as int64 when every one is the canonical text of an integer of at most 18
     digits (how `_sorted_unique` tells numeric IDs), else None; one compiled pass."""
     from recforge.data._kernels import parse_canonical_ints
 
-    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    chunks: list[Any] = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
     out = np.empty(sum(len(c) for c in chunks), np.int64)
     at = 0
     for chunk in chunks:
