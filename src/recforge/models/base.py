@@ -629,6 +629,10 @@ def candidate_mask(candidates: np.ndarray | None, n_items: int) -> np.ndarray | 
     return mask
 
 
+_NO_ITEMS = np.zeros(0, np.int64)
+_NO_ITEMS.flags.writeable = False
+
+
 def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids: Sequence[str],
                   item_map: IdMap) -> list[np.ndarray]:
     """Per ID of `ids`, the indices of items given at request time, in the given order.
@@ -638,7 +642,7 @@ def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids
     order and repeats are kept for sequence models (`history_indices` makes sets of them).
     """
     if items is None:
-        return [np.zeros(0, np.int64) for _ in ids]
+        return [_NO_ITEMS] * len(ids)
     if isinstance(items, Mapping):
         lists = [items.get(i, []) for i in ids]
     else:
