@@ -25,6 +25,58 @@ def reference(scores: np.ndarray, k: int, tiebreak: np.ndarray | None = None) ->
     return np.lexsort((index, -tie, -s), axis=1)[:, :k]
 
 
+def reference_lists(scores: np.ndarray, k: int, exclude: list[np.ndarray], candidates: np.ndarray | None,
+                    tiebreak: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The straightforward top-k: clean the scores, drop ineligible items, full sort, pad."""
+    s = np.asarray(scores, np.float32)
+    clean = np.where(np.isfinite(s), s, np.finfo(np.float32).min) + np.float32(0.0)
+    order = reference(clean, s.shape[1], tiebreak)
+    items = np.full((len(s), k), -1, np.int64)
+    values = np.full((len(s), k), -np.inf, np.float32)
+    for r, row in enumerate(order):
+        keep = [j for j in row if j not in set(exclude[r].tolist())
+                and (candidates is None or j in set(candidates.tolist()))][:k]
+        items[r, :len(keep)] = keep
+        values[r, :len(keep)] = clean[r, keep]
+    return items, values
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_kernel_equals_the_straightforward_top_k(seed: int):
+    """Chunk bounds, exclusions, ties at the bound, NaN/±inf/-0.0, short rows and threads."""
+    rng = np.random.default_rng(seed)
+    n_rows, n_items = int(rng.integers(1, 40)), int(rng.choice([5, 33, 64 * 20 + 7, 3000]))
+    k = int(rng.choice([1, 3, 20, 50]))
+    scores = rng.normal(size=(n_rows, n_items)).astype(np.float32)
+    if seed % 2:  # heavy ties: few distinct values
+        scores = np.round(scores * 2) / 2
+    special = rng.random(scores.shape)
+    scores[special < 0.01] = np.nan
+    scores[(special >= 0.01) & (special < 0.015)] = np.inf
+    scores[(special >= 0.015) & (special < 0.02)] = -np.inf
+    scores[(special >= 0.02) & (special < 0.03)] = -0.0
+    if seed == 6:
+        scores[0] = np.nan  # a row with no finite score
+        scores[-1, :] = np.finfo(np.float32).min
+    n_seen = rng.integers(0, n_items // 2 + 1, n_rows)
+    n_seen[0] = n_items if seed == 7 else n_seen[0]  # every item excluded
+    seen = [np.sort(rng.choice(n_items, int(m), replace=False)) for m in n_seen]
+    # exclude the best items of some rows, so that chunk maxima are excluded items
+    top = np.argsort(-np.nan_to_num(scores, nan=-9, posinf=-9), axis=1)[:, :3]
+    seen = [np.union1d(e, top[r]) if r % 2 else e for r, e in enumerate(seen)]
+    csr = sp.csr_matrix((np.ones(sum(map(len, seen))), np.concatenate(seen),
+                         np.concatenate([[0], np.cumsum(list(map(len, seen)))])), shape=scores.shape)
+    cands = None if seed % 3 else np.sort(rng.choice(n_items, max(1, n_items // 3), replace=False))
+    ties = [None, rng.random(n_items), rng.random(scores.shape)][seed % 3]
+    expected = reference_lists(scores, k, seen, cands, ties)
+    for threads in (1, 3):
+        got = top_k(scores, k, exclude=csr, candidates=cands, tiebreak=ties, threads=threads)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    as_lists = top_k(scores, k, exclude=[rng.permutation(e) for e in seen], candidates=cands, tiebreak=ties)
+    np.testing.assert_array_equal(as_lists[0], expected[0])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_order_equals_a_full_sort_with_many_ties(seed: int):
     rng = np.random.default_rng(seed)

@@ -14,9 +14,11 @@ A non-finite model score (NaN, ±inf) ranks below every finite score but stays e
 Excluded items (a user's seen items, items outside `candidates`) are never returned; a row
 with fewer than `k` eligible items is padded with item ``-1`` and score ``-inf``.
 
-The selection is an `argpartition` over one int64 key per cell that packs the score's
-order-preserving bits above the tie-break rank, so ties at the k-th place are resolved by
-the same rule as ties inside the list.
+The selection is a compiled kernel (`recforge._topk`, numba): per row, the maxima of chunks
+of scores give a lower bound on the k-th best score, and only the few chunks that reach it
+are scanned into a k-heap on (score, tie rank). It never copies or densifies: exclusions
+are read from the CSR (or lists) as they are, rows run on `recforge.resources.threads()`
+threads, and the result is the one the order above defines, whatever the blocks or threads.
 
 >>> import numpy as np
 >>> items, scores = top_k(np.array([[0.5, 0.75, 0.5, 0.25]]), k=3)
@@ -34,12 +36,22 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["Exclusion", "RankedLists", "exclusion_mask_rows", "top_k", "top_k_row"]
+from recforge import resources
 
-#: seen items per row: a CSR matrix (rows aligned with the score rows) or one index array per row
-Exclusion = sp.csr_matrix | sp.csr_array | Sequence[np.ndarray]
+__all__ = ["CsrRows", "Exclusion", "RankedLists", "exclusion_mask_rows", "top_k", "top_k_row"]
 
-_EXCLUDED = np.iinfo(np.int64).min
+
+@dataclass(frozen=True)
+class CsrRows:
+    """Rows `rows` of a CSR matrix, read in place (e.g. the seen items of a block of users)."""
+
+    matrix: sp.csr_matrix | sp.csr_array
+    rows: np.ndarray
+
+
+#: seen items per row: a CSR matrix (rows aligned with the score rows), `CsrRows`, or one index
+#: array per row
+Exclusion = sp.csr_matrix | sp.csr_array | CsrRows | Sequence[np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -64,35 +76,49 @@ class RankedLists:
 
 def exclusion_mask_rows(exclude: Exclusion, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(row, item) index pairs of the excluded cells of a score block with `n_rows` rows."""
+    starts, ends, items = _exclusion_rows(exclude, n_rows)
+    lengths = ends - starts
+    rows = np.repeat(np.arange(n_rows), lengths)
+    at = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return rows, items[at].astype(np.int64)
+
+
+def _exclusion_rows(exclude: Exclusion, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, ends, items): row r excludes ``items[starts[r]:ends[r]]`` (a CSR's indices as
+    they are, without a copy when int32)."""
+    if isinstance(exclude, CsrRows):
+        rows = np.asarray(exclude.rows, np.int64)
+        if len(rows) != n_rows:
+            raise ValueError(f"exclusion has {len(rows)} rows for a score block of {n_rows}")
+        indptr = exclude.matrix.indptr
+        return (indptr[rows].astype(np.int64), indptr[rows + 1].astype(np.int64),
+                exclude.matrix.indices.astype(np.int32, copy=False))
     if sp.issparse(exclude):
-        csr = sp.csr_matrix(exclude)
+        csr = exclude if isinstance(exclude, sp.csr_matrix | sp.csr_array) else sp.csr_matrix(exclude)
         if csr.shape[0] != n_rows:
             raise ValueError(f"exclusion has {csr.shape[0]} rows for a score block of {n_rows}")
-        rows = np.repeat(np.arange(n_rows), np.diff(csr.indptr))
-        return rows, csr.indices.astype(np.int64)
+        indptr = csr.indptr.astype(np.int64)
+        return indptr[:-1], indptr[1:], csr.indices.astype(np.int32, copy=False)
     if len(exclude) != n_rows:
         raise ValueError(f"exclusion has {len(exclude)} rows for a score block of {n_rows}")
     lists = [np.asarray(e, np.int64).ravel() for e in exclude]
-    rows = np.repeat(np.arange(n_rows), [len(e) for e in lists])
-    cols = np.concatenate(lists) if lists else np.zeros(0, np.int64)
-    return rows, cols
-
-
-def _ordered_bits(scores: np.ndarray) -> np.ndarray:
-    """int64 values that sort exactly as the finite float32 `scores` (no -0.0: add 0.0 first)."""
-    bits = np.ascontiguousarray(scores, np.float32).view(np.int32).astype(np.int64)
-    return np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    lengths = np.array([len(e) for e in lists], np.int64)
+    ends = np.cumsum(lengths)
+    items = np.concatenate(lists) if lists else np.zeros(0, np.int64)
+    if len(items) and (items.min() < 0 or items.max() > np.iinfo(np.int32).max):
+        raise ValueError("excluded item indices must be non-negative item indices")
+    return ends - lengths, ends, items.astype(np.int32)
 
 
 def _tie_rank(tiebreak: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     """Per cell a value in [0, n_items) that is larger for the item that wins a tie.
 
-    Broadcastable to `shape`: one row for an item-level key (or none), one row per score row
-    for a per-row key.
+    (0, 0) for no key (the kernel then ranks the lower index first); one row for an
+    item-level key, one row per score row for a per-row key.
     """
     n_items = shape[1]
     if tiebreak is None:
-        return np.arange(n_items - 1, -1, -1, dtype=np.int64)[None, :]
+        return np.zeros((0, 0), np.int64)
     key = np.asarray(tiebreak, np.float64)
     if key.shape not in ((n_items,), shape):
         raise ValueError(f"tiebreak must have shape ({n_items},) or {shape}, got {key.shape}")
@@ -104,6 +130,25 @@ def _tie_rank(tiebreak: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray
     return rank
 
 
+def _candidate_items(candidates: np.ndarray | None, n_items: int) -> np.ndarray | None:
+    """Sorted unique item indices allowed, from an index array or a boolean mask (None: all)."""
+    if candidates is None:
+        return None
+    allowed = np.asarray(candidates)
+    if allowed.dtype == bool:
+        if allowed.shape != (n_items,):
+            raise ValueError(f"a candidate mask must have shape ({n_items},), got {allowed.shape}")
+        return np.flatnonzero(allowed).astype(np.int64)
+    items = np.unique(allowed.astype(np.int64).ravel())
+    if len(items) and (items[0] < 0 or items[-1] >= n_items):
+        raise ValueError(f"candidate item indices must lie in 0..{n_items - 1}")
+    return items
+
+
+#: below this many score cells a call runs on the calling thread alone
+_PARALLEL_CELLS = 1 << 20
+
+
 def top_k(
     scores: np.ndarray,
     k: int,
@@ -111,11 +156,13 @@ def top_k(
     exclude: Exclusion | None = None,
     candidates: np.ndarray | None = None,
     tiebreak: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-`k` items per row of a score block, best first, in the module's documented order.
 
     Args:
-        scores: (n_rows, n_items) scores, higher is better; not modified.
+        scores: (n_rows, n_items) scores, higher is better; not modified (float32 and
+            C-ordered scores are read in place, others are converted once).
         k: list length (>= 1); rows with fewer eligible items are padded.
         exclude: items never returned per row (seen items): a CSR matrix whose rows align
             with `scores`, or one array of item indices per row.
@@ -124,6 +171,7 @@ def top_k(
         tiebreak: secondary key for equal scores, higher first: (n_items,) for one key per
             item (e.g. popularity), or the shape of `scores` for one per cell (e.g. a seeded
             random key, so that an evaluation of tied scores lands at chance).
+        threads: rows are split over this many threads (default `recforge.resources.threads()`).
 
     Returns:
         (items, scores): int64 and float32 arrays of shape (n_rows, k); padding is item -1
@@ -131,34 +179,33 @@ def top_k(
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    values = np.asarray(scores, np.float32)
+    values = np.ascontiguousarray(scores, np.float32)
     if values.ndim != 2:
         raise ValueError(f"scores must be a 2-D (rows, items) block, got shape {values.shape}")
     n_rows, n_items = values.shape
+    tie = _tie_rank(tiebreak, values.shape)
+    starts, ends, excluded = (_exclusion_rows(exclude, n_rows) if exclude is not None
+                              else (np.zeros(n_rows, np.int64), np.zeros(n_rows, np.int64), np.zeros(0, np.int32)))
+    if len(excluded) and (excluded.min() < 0 or excluded.max() >= n_items):
+        raise ValueError(f"excluded item indices must lie in 0..{n_items - 1}")
+    allowed = _candidate_items(candidates, n_items)
     items_out = np.full((n_rows, k), -1, np.int64)
     scores_out = np.full((n_rows, k), -np.inf, np.float32)
-    if n_rows == 0 or n_items == 0:
+    if n_rows == 0 or n_items == 0 or (allowed is not None and len(allowed) == 0):
         return items_out, scores_out
-    clean = np.where(np.isfinite(values), values, np.finfo(np.float32).min) + np.float32(0.0)
-    key = (_ordered_bits(clean) << 32) | _tie_rank(tiebreak, values.shape)
-    if exclude is not None:
-        rows, cols = exclusion_mask_rows(exclude, n_rows)
-        key[rows, cols] = _EXCLUDED
-    if candidates is not None:
-        allowed = np.asarray(candidates)
-        if allowed.dtype != bool:
-            mask = np.zeros(n_items, bool)
-            mask[allowed.astype(np.int64)] = True
-            allowed = mask
-        key[:, ~allowed] = _EXCLUDED
-    k_eff = min(k, n_items)
-    top = np.argpartition(key, n_items - k_eff, axis=1)[:, n_items - k_eff:]
-    top_keys = np.take_along_axis(key, top, axis=1)
-    order = np.argsort(top_keys, axis=1)[:, ::-1]  # keys are unique per row but for exclusions
-    top = np.take_along_axis(top, order, axis=1)
-    valid = np.take_along_axis(top_keys, order, axis=1) != _EXCLUDED
-    items_out[:, :k_eff] = np.where(valid, top, -1)
-    scores_out[:, :k_eff] = np.where(valid, np.take_along_axis(clean, top, axis=1), -np.inf)
+    from recforge._topk import top_k_rows  # numba: compiled (and cached) on first use
+
+    cand = np.zeros(0, np.int64) if allowed is None else allowed
+    n_threads = resources.threads() if threads is None else threads
+    n_parts = max(1, min(n_threads, n_rows * n_items // _PARALLEL_CELLS))
+    bounds = np.linspace(0, n_rows, n_parts + 1).astype(np.int64)
+
+    def run(part: int) -> None:
+        a, b = bounds[part], bounds[part + 1]
+        top_k_rows(values[a:b], k, starts[a:b], ends[a:b], excluded, cand,
+                   tie if len(tie) <= 1 else tie[a:b], items_out[a:b], scores_out[a:b])
+
+    resources.parallel_map(run, range(n_parts), n_parts)
     return items_out, scores_out
 
 

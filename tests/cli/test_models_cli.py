@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from recforge.cli.main import app
-from recforge.registry import available_models
+from recforge.registry import available_models, create_model
 
 runner = CliRunner()
 
@@ -133,3 +133,30 @@ def test_recommend_explain_names_training_items_of_the_user(ml100k_bench: Path, 
     for row in recs.itertuples():
         named = [part.split(" ")[0] for part in row.because.split(", ")]
         assert set(named) <= set(train.loc[train["user_id"] == row.user_id, "item_id"])
+
+
+@pytest.mark.parametrize("odd_id", [None, "tab\there"])
+def test_the_list_writer_equals_the_recommend_frame(tmp_path: Path, odd_id: str | None):
+    """`recommend --out` writes the ranked lists directly (pyarrow); the rows equal `recommend`'s
+    frame, scores to float32 precision, and an ID with a tab is quoted like pandas does."""
+    from recforge.cli.models import write_ranked_lists
+    from recforge.data.interactions import IdMap
+    from recforge.testing import tiny_interactions
+
+    data, _ = tiny_interactions()
+    if odd_id is not None:
+        ids = data.user_map.ids.copy()
+        ids[3] = odd_id
+        data = type(data)(**{**data.__dict__, "user_map": IdMap(ids)})
+    model = create_model("ials", embedding_dim=4, epochs=3).fit(data)
+    users = [*model.user_map_.ids[:6], "nobody"]
+    lists = model.rank_users(users, k=5, unknown="fallback")
+    out = tmp_path / "recs.tsv"
+    n_rows, n_users = write_ranked_lists(out, users, lists, model.item_map_.ids, with_fallback=True)
+    written = pd.read_csv(out, sep="\t", dtype={"user_id": str, "item_id": str}, keep_default_na=False)
+    expected = model.recommend(users, k=5, unknown="fallback")
+    assert (n_rows, n_users) == (len(expected), 7)
+    for col in ("user_id", "item_id", "rank"):
+        assert written[col].tolist() == expected[col].tolist(), col
+    np.testing.assert_allclose(written["score"], expected["score"], rtol=1e-6)
+    assert written["fallback"].tolist() == expected["fallback"].fillna("").tolist()

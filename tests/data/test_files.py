@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recforge.data.files import load_file, load_item_metadata, sniff_delimiter
+from recforge.data import files
+from recforge.data.files import load_file, load_item_metadata, read_interactions_frame, sniff_delimiter
+from recforge.data.interactions import Interactions
 from recforge.errors import DataError
 
 
@@ -151,3 +153,74 @@ def test_latin1_fallback(tmp_path: Path) -> None:
     path.write_bytes("1::Misérables::4\n2::Heat::5\n".encode("latin-1"))
     inter = load_file(path)
     assert set(inter.item_map.ids) == {"Misérables", "Heat"}
+
+
+# ------------------------------------------------------------------ the typed fast path
+def _general(path: Path, **options) -> Interactions:
+    """The straightforward reader: every value as text, then `Interactions.from_frame`."""
+    return Interactions.from_frame(read_interactions_frame(path, **options))
+
+
+def _assert_identical(a: Interactions, b: Interactions) -> None:
+    assert a.user_map == b.user_map and a.item_map == b.item_map
+    for name in ("user_idx", "item_idx", "ratings", "timestamps"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            assert x.dtype == y.dtype, name
+            np.testing.assert_array_equal(x, y, err_msg=name)
+    assert a.fingerprint() == b.fingerprint()
+
+
+def _log(rng: np.random.Generator, n: int, users: list[str], items: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "user_id": rng.choice(users, n), "item_id": rng.choice(items, n),
+        "rating": rng.integers(1, 11, n) / 2, "timestamp": rng.integers(0, 50, n),  # duplicates, tied times
+    })
+
+
+@pytest.mark.parametrize("case", ["tsv", "csv-headerless", "text-ids", "zero-padded", "sparse-ids", "huge-ids",
+                                  "spaces", "no-rating", "parquet", "parquet-text"])
+def test_fast_path_equals_the_general_reader(tmp_path: Path, case: str) -> None:
+    rng = np.random.default_rng(len(case))
+    users = [str(u) for u in rng.permutation(60) + 1]
+    items = [str(i) for i in rng.permutation(40) - 5]  # negative IDs too
+    if case == "text-ids":
+        users = [f"u{u}" for u in users] + ["10", "9", "Zed", "ä"]
+    elif case == "zero-padded":
+        items = [*items, "007", "7", "+8"]
+    elif case == "sparse-ids":
+        users = [str(u * 1_000_003) for u in range(1, 30)]
+    elif case == "huge-ids":
+        users = ["123456789012345678", "1234567890123456789", "-9223372036854775808", "5"]
+    frame = _log(rng, 400, users, items)
+    if case == "parquet-text":
+        frame["user_id"] = "user-" + frame["user_id"]
+    path = tmp_path / ("log.parquet" if case.startswith("parquet") else "log.txt")
+    if case.startswith("parquet"):
+        frame.assign(item_id=frame["item_id"].astype(np.int64)).to_parquet(path)
+    elif case == "csv-headerless":
+        frame.to_csv(path, header=False, index=False)
+    elif case == "spaces":
+        path.write_text("user\titem\tscore\n" + "".join(f" {u}\t{i} \t{r}\n" for u, i, r in
+                                                        zip(frame.user_id, frame.item_id, frame.rating, strict=True)))
+    elif case == "no-rating":
+        frame[["user_id", "item_id"]].to_csv(path, sep=";", index=False)
+    else:
+        frame.to_csv(path, sep="\t", index=False)
+    assert files._read_typed(path, None, None, None) is not None, "the fast path declined"
+    _assert_identical(load_file(path), _general(path))
+
+
+@pytest.mark.parametrize("text", [
+    "user,item,rating\n1,2,good\n3,4,5\n",       # non-numeric rating
+    "user,item,rating\n1,2,\n3,4,5\n",           # empty rating
+    "user,item,rating\n1,2,nan\n",               # non-finite rating
+    "user,item,rating\n1,,4\n",                  # empty ID
+    "user,item,rating\n" + "1,2,4\n" * 60 + "3,4\n",  # a ragged row past the sniffed lines
+    "user::item::rating\n1::2::4\n",             # two-character delimiter
+    "\ufeffuser,item\n1,2\n",                    # byte-order mark
+])
+def test_fast_path_leaves_what_it_does_not_handle_to_the_general_reader(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, "odd.csv", text)
+    assert files._read_typed(path, None, None, None) is None

@@ -249,6 +249,13 @@ def recommend_command(
     ids = recommender.user_map_.ids if users.strip() == "all" else [u.strip() for u in users.split(",") if u.strip()]
     if len(ids) == 0:
         raise DataError("--users names no user")
+    if out is not None and not explain:  # straight from the ranked lists to the file, no frame
+        lists = recommender.rank_users(ids, k=k, exclude_seen=not include_seen, unknown=unknown)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        n_rows, n_users = write_ranked_lists(out, ids, lists, recommender.item_map_.ids,
+                                             with_fallback=unknown == "fallback")
+        typer.echo(f"wrote {n_rows} recommendations for {n_users} users to {out}", err=True)
+        return
     frame = recommender.recommend(ids, k=k, exclude_seen=not include_seen, unknown=unknown)
     if explain:
         frame["because"] = _explanations(recommender, frame)
@@ -259,6 +266,40 @@ def recommend_command(
         return
     _add_titles(frame, recommender, "item_id", 3)
     _print_frame(frame)
+
+
+def write_ranked_lists(path: Path, user_ids: Any, lists: Any, item_ids: Any, with_fallback: bool) -> tuple[int, int]:
+    """Write padded top-k lists as TSV rows user_id, item_id, rank, score[, fallback].
+
+    Columns go to pyarrow's CSV writer as indices into the ID tables (no string per row);
+    scores are float32 in their shortest exact form. IDs holding a tab, quote or newline
+    take pandas' writer, which quotes them. Returns (rows written, users with a row).
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no types
+    import pyarrow.csv as pacsv  # type: ignore[import-untyped]
+
+    rows, cols = np.nonzero(lists.items >= 0)
+    users = pa.array(np.asarray(user_ids, dtype=object), type=pa.string())
+    items = pa.array(np.asarray(item_ids, dtype=object), type=pa.string())
+    columns = {
+        "user_id": pa.DictionaryArray.from_arrays(pa.array(rows.astype(np.int32)), users),
+        "item_id": pa.DictionaryArray.from_arrays(pa.array(lists.items[rows, cols].astype(np.int32)), items),
+        "rank": pa.array((cols + 1).astype(np.int64)),
+        "score": pa.array(lists.scores[rows, cols].astype(np.float32)),
+    }
+    if with_fallback:
+        columns["fallback"] = pa.array(lists.fallback[rows], type=pa.string(), from_pandas=True)
+    table = pa.table(columns)
+    try:
+        with path.open("wb") as fh:
+            fh.write(("\t".join(columns) + "\n").encode())
+            pacsv.write_csv(table, fh, pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
+    except pa.ArrowInvalid:  # an ID with a structural character: quote it as pandas does
+        frame = pd.DataFrame({name: np.asarray(col.to_pylist(), dtype=object) for name, col in columns.items()})
+        frame.to_csv(path, sep="\t", index=False)
+    return len(rows), len(np.unique(rows))
 
 
 def _explanations(recommender: Any, frame: Any) -> list[str]:

@@ -15,9 +15,14 @@ import io
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no types
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.csv as pacsv  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from recforge.data.interactions import Interactions
 from recforge.errors import DataError
@@ -55,13 +60,146 @@ def load_file(
     A headerless file's columns are, in order, user_id, item_id[, rating[, timestamp]].
     """
     path = Path(path)
-    frame = read_interactions_frame(path, columns=columns, sep=sep, header=header)
+    arrays = _read_typed(path, columns=columns, sep=sep, header=header)
     try:
+        if arrays is not None:
+            return Interactions.from_arrays(**arrays, user_features=user_features, item_features=item_features)
+        frame = read_interactions_frame(path, columns=columns, sep=sep, header=header)
         return Interactions.from_frame(
             frame, user_features=user_features, item_features=item_features
         )
     except DataError as exc:
         raise DataError(f"{path}: {exc}") from None
+
+
+def _read_typed(
+    path: Path, columns: ColumnMap | None, sep: str | None, header: bool | None
+) -> dict[str, Any] | None:
+    """The fast path of `load_file`: typed columns straight from pyarrow, or None.
+
+    IDs come back as int64 numbers (when every ID is a canonical integer) or trimmed
+    strings, ratings as float64, timestamps as int64. Whatever this path does not handle
+    plainly — a multi-character or whitespace delimiter, a byte-order mark, an empty or
+    non-numeric value, a non-finite rating, a ragged row, another encoding — returns None, and
+    the general reader takes the file and words any error exactly as it always has.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    if path.suffix.lower() in PARQUET_SUFFIXES or _is_parquet(path):
+        return _read_parquet_typed(path, columns)
+    with path.open("rb") as fh:
+        if fh.read(3) == b"\xef\xbb\xbf":
+            return None
+    lines = _head_lines(path)
+    if not lines:
+        return None
+    sep = sep or sniff_delimiter(lines, path)
+    if len(sep) != 1 or sep in "\"\r\n ":
+        return None
+    if header is None:
+        header = _has_header(lines, sep, (0, 1))
+    fields = [f.strip() for f in _split(lines[0], sep)]
+    if header:
+        names = fields
+    else:
+        names = list(CANONICAL[:len(fields)]) + [f"column_{i}" for i in range(len(CANONICAL), len(fields))]
+    if len(set(names)) != len(names) or any(not n for n in names):
+        return None
+    mapping = resolve_columns(names, columns, path)
+    types = {"user_id": pa.string(), "item_id": pa.string(), "rating": pa.float64(), "timestamp": pa.int64()}
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1 if header else 0),
+            parse_options=pacsv.ParseOptions(delimiter=sep),
+            convert_options=pacsv.ConvertOptions(
+                include_columns=list(mapping.values()),
+                column_types={theirs: types[ours] for ours, theirs in mapping.items()},
+                strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    if table.num_rows == 0:
+        return None
+    out: dict[str, Any] = {}
+    for ours, theirs in mapping.items():
+        col = table.column(theirs)
+        if col.null_count:
+            return None
+        if ours in ("user_id", "item_id"):
+            ids = _typed_ids(col)
+            if ids is None:
+                return None
+            out[ours.replace("_id", "_ids")] = ids
+        else:
+            values = np.asarray(col.to_numpy(), np.float64 if ours == "rating" else np.int64)
+            if ours == "rating" and not _plain_ratings(values):
+                return None
+            out["ratings" if ours == "rating" else "timestamps"] = values
+    return out
+
+
+def _typed_ids(col: Any) -> Any:
+    """IDs as int64 numbers when all are canonical integers, else trimmed strings; None when
+    one is empty."""
+    if pa.types.is_integer(col.type):
+        return np.asarray(col.to_numpy(), np.int64)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return None
+    from recforge.data.interactions import _canonical_integers
+
+    numbers = _canonical_integers(col)
+    if numbers is not None:
+        return numbers
+    text = pc.utf8_trim_whitespace(col)
+    if pc.any(pc.equal(pc.utf8_length(text), 0)).as_py():
+        return None
+    return text
+
+
+def _plain_ratings(values: np.ndarray) -> bool:
+    """Finite ratings that float32 holds (anything else goes to the general reader's errors)."""
+    limit = float(np.finfo(np.float32).max)
+    return bool(len(values) and values.max() <= limit and values.min() >= -limit)  # NaN fails both
+
+
+def _read_parquet_typed(path: Path, columns: ColumnMap | None) -> dict[str, Any] | None:
+    """`_read_typed` for Parquet: integer or string IDs, numeric ratings, integer timestamps."""
+    try:
+        names = [str(c) for c in pq.read_schema(path).names]
+    except Exception:  # a damaged file: the general reader words the error
+        return None
+    if len(set(names)) != len(names):
+        return None
+    mapping = resolve_columns(names, columns, path)
+    try:
+        table = pq.read_table(path, columns=list(mapping.values()))
+    except Exception:  # pyarrow raises many types for a damaged file
+        return None
+    if table.num_rows == 0:
+        return None
+    out: dict[str, Any] = {}
+    for ours, theirs in mapping.items():
+        col = table.column(theirs)
+        if col.null_count:
+            return None
+        if ours in ("user_id", "item_id"):
+            ids = _typed_ids(col)
+            if ids is None:
+                return None
+            out[ours.replace("_id", "_ids")] = ids
+        elif ours == "rating":
+            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
+                return None
+            values = np.asarray(col.to_numpy(), np.float64)
+            if not _plain_ratings(values):
+                return None
+            out["ratings"] = values
+        else:
+            if not pa.types.is_integer(col.type):
+                return None
+            out["timestamps"] = np.asarray(col.to_numpy(), np.int64)
+    return out
 
 
 def read_interactions_frame(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no types
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import scipy.sparse as sp
 
 from recforge.errors import DataError, UnknownIdError
@@ -174,6 +176,47 @@ class Interactions:
         )
         return out.deduplicate() if deduplicate else out
 
+    @classmethod
+    def from_arrays(
+        cls,
+        user_ids: object,
+        item_ids: object,
+        ratings: np.ndarray | None = None,
+        timestamps: np.ndarray | None = None,
+        *,
+        user_features: pd.DataFrame | None = None,
+        item_features: pd.DataFrame | None = None,
+        deduplicate: bool = True,
+    ) -> Interactions:
+        """Build from aligned raw-ID arrays: the vectorized twin of `from_frame` for typed columns.
+
+        IDs are int64 numbers or strings (NumPy, pandas or pyarrow arrays) and become the same
+        maps as `from_frame` builds from their text; ratings become float32, timestamps int64,
+        and duplicated pairs keep the latest row, as there.
+        """
+        n = len(user_ids)  # type: ignore[arg-type]
+        if len(item_ids) != n:  # type: ignore[arg-type]
+            raise DataError("user and item ID arrays differ in length")
+        values = None if ratings is None else np.asarray(ratings)
+        times = None if timestamps is None else np.asarray(timestamps)
+        if values is not None:
+            check_numbers("rating", values, "ratings")
+        if times is not None and times.dtype.kind == "f":
+            check_numbers("timestamp", times, "timestamps")
+        umap, uidx = encode_ids(user_ids)
+        imap, iidx = encode_ids(item_ids)
+        out = cls(
+            user_map=umap,
+            item_map=imap,
+            user_idx=uidx.astype(np.int32, copy=False),
+            item_idx=iidx.astype(np.int32, copy=False),
+            ratings=None if values is None else values.astype(np.float32, copy=False),
+            timestamps=None if times is None else times.astype(np.int64, copy=False),
+            user_features=_index_features(user_features),
+            item_features=_index_features(item_features),
+        )
+        return out.deduplicate() if deduplicate else out
+
     # ------------------------------------------------------------------ basic facts
     @property
     def n_users(self) -> int:
@@ -259,10 +302,12 @@ class Interactions:
         """Keep one row per (user, item): the latest timestamp, else the last in order."""
         if len(self) == 0:
             return self
-        key = self.user_idx.astype(np.int64) * max(self.n_items, 1) + self.item_idx
-        sorted_key = np.sort(key)
-        if not (sorted_key[1:] == sorted_key[:-1]).any():
+        from recforge.data._kernels import has_repeated_pairs
+
+        if not has_repeated_pairs(self.user_idx.astype(np.int32, copy=False),
+                                  self.item_idx.astype(np.int32, copy=False), self.n_users, self.n_items):
             return self
+        key = self.user_idx.astype(np.int64) * max(self.n_items, 1) + self.item_idx
         # two stable sorts: by time, then by pair — equal pairs end oldest → latest
         order = np.argsort(self.timestamps, kind="stable") if self.timestamps is not None \
             else np.arange(len(self))
@@ -334,9 +379,81 @@ def _encode(values: pd.Series, given: IdMap | None) -> tuple[IdMap, np.ndarray]:
     """(map, indices) of string IDs: factorize once, then sort only the distinct values."""
     if given is not None:
         return given, given.lookup(values)
-    codes, uniques = pd.factorize(values)  # arrow-backed strings factorize in C++
-    idmap = IdMap.from_values(uniques)
-    return idmap, idmap.lookup(uniques)[codes]
+    return encode_ids(values)
+
+
+#: integers of up to 18 digits sort numerically as IDs (`_sorted_unique`), larger ones as text
+_NUMERIC_ID_BOUND = 10**18
+
+
+def encode_ids(values: object) -> tuple[IdMap, np.ndarray]:
+    """(map, integer indices) of raw IDs: int64 numbers or strings (NumPy, pandas or pyarrow).
+
+    The map is the one `IdMap.from_values` builds from the IDs' text. Numbers are hashed as
+    numbers (no string per row); strings that are all canonical integers ("7", not "07") are
+    turned into numbers first; other strings are dictionary-encoded in C++.
+    """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return _encode_numbers(values.astype(np.int64, copy=False))
+    text = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(
+        values.array if isinstance(values, pd.Series) else np.asarray(values, dtype=object), from_pandas=True)
+    if text.null_count:
+        raise DataError(f"{text.null_count} IDs are empty")
+    numbers = _canonical_integers(text)
+    if numbers is not None:
+        return _encode_numbers(numbers)
+    encoded = pc.dictionary_encode(text)
+    chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
+    if not chunks:
+        return IdMap([]), np.zeros(0, np.int64)
+    unified = pa.chunked_array(chunks).unify_dictionaries()
+    dictionary = unified.chunk(0).dictionary.to_numpy(zero_copy_only=False)
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in unified.chunks])
+    idmap = IdMap.from_values(dictionary)
+    return idmap, idmap.lookup(dictionary)[codes.astype(np.int64)]
+
+
+def _encode_numbers(numbers: np.ndarray) -> tuple[IdMap, np.ndarray]:
+    """`encode_ids` of int64 IDs: sorted distinct values (a bitmap over a dense range, else a
+    hash), ranked as their text sorts."""
+    if len(numbers) and numbers.min() > -_NUMERIC_ID_BOUND and numbers.max() < _NUMERIC_ID_BOUND:
+        low = int(numbers.min())
+        span = int(numbers.max()) - low + 1
+        if span <= 4 * len(numbers) + 1024:  # typical logs number their users and items densely
+            from recforge.data._kernels import dense_codes
+
+            uniques, codes = dense_codes(numbers, low, span)
+            return IdMap(uniques.astype(str)), codes
+    codes, uniques = pd.factorize(numbers)
+    if len(uniques) and ((uniques >= _NUMERIC_ID_BOUND) | (uniques <= -_NUMERIC_ID_BOUND)).any():
+        text = uniques.astype(str)  # beyond 18 digits IDs sort as text
+        idmap = IdMap.from_values(text)
+        return idmap, idmap.lookup(text)[codes]
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(uniques), np.int64)
+    rank[order] = np.arange(len(uniques))
+    return IdMap(uniques[order].astype(str)), rank[codes]
+
+
+def _canonical_integers(text: Any) -> np.ndarray | None:
+    """The IDs as int64 when every one is the canonical text of an integer of at most 18
+    digits (how `_sorted_unique` tells numeric IDs), else None; one compiled pass."""
+    from recforge.data._kernels import parse_canonical_ints
+
+    chunks: list[Any] = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    out = np.empty(sum(len(c) for c in chunks), np.int64)
+    at = 0
+    for chunk in chunks:
+        if chunk.null_count or not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return None
+        _, offsets, data = chunk.buffers()
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        offsets = np.frombuffer(offsets, width)[chunk.offset:chunk.offset + len(chunk) + 1]
+        data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+        if not parse_canonical_ints(offsets, data, out[at:at + len(chunk)]):
+            return None
+        at += len(chunk)
+    return out
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -377,6 +494,9 @@ def check_numbers(col: str, numbers: np.ndarray, kind: Literal["ratings", "times
     the count and the first bad row (counted from 1) and value.
     """
     if numbers.dtype.kind not in "fu":
+        return
+    low_ok, high_ok = (-_FLOAT32_MAX, _FLOAT32_MAX) if kind == "ratings" else (-_INT64_BOUND, _INT64_BOUND)
+    if not len(numbers) or (numbers.min() >= low_ok and numbers.max() < high_ok):  # NaN fails: no pass
         return
     if kind == "ratings":
         low, high = -_FLOAT32_MAX, _FLOAT32_MAX

@@ -8,16 +8,18 @@ mapping, and `save`/`load` of artifact directories. Idea after Cornac's recommen
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recforge import ranking
+from recforge import ranking, resources
 from recforge.config import ModelConfig, parse_config
 from recforge.data.interactions import IdMap, Interactions, feature_titles
 from recforge.errors import ConfigError, DataError, NotFittedError
@@ -32,6 +34,9 @@ EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 
 #: scores computed per block stay under this many float32 cells (64 MiB)
 _BLOCK_CELLS = 1 << 24
+#: score rows per block of a ranking pipeline at most (the memory setting may ask for fewer):
+#: enough rows for the GEMM to run at speed, few enough for the block to stay in cache
+_RANK_BLOCK_ROWS = 512
 
 
 class Recommender(ArtifactIO, ABC):
@@ -53,6 +58,9 @@ class Recommender(ArtifactIO, ABC):
     data_parallel: ClassVar[bool] = False
     #: how training uses the machine instead, said when ``--nproc`` asks for processes
     parallelism: ClassVar[str] = "it is not trained by minibatch gradient steps, so there is no work to share out"
+    #: whether `score` may run on several user blocks at once, each on one BLAS thread (NumPy
+    #: scoring with no shared scratch state); all-user ranking then runs its blocks on threads
+    parallel_blocks: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         if isinstance(config, ModelConfig):
@@ -116,6 +124,15 @@ class Recommender(ArtifactIO, ABC):
         With ``item_idx=None``: a float32 array of shape (len(user_idx), n_items).
         With `item_idx` (same length as `user_idx`): the paired scores, shape (len(user_idx),).
         """
+
+    def score_block(self, user_idx: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """`score(user_idx)` for every item, written into `out` when the model can; returns it.
+
+        `out` is a float32 (len(user_idx), n_items) buffer that ranking reuses block after
+        block, so that models whose scores are one product (``np.matmul(..., out=out)``)
+        spare a fresh allocation per block. Default: ``score(user_idx)``, `out` unused.
+        """
+        return self.score(user_idx)
 
     def _score_pairs_via_rows(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Paired scores computed from full score rows of the distinct users (a default)."""
@@ -192,19 +209,33 @@ class Recommender(ArtifactIO, ABC):
         user_idx = np.asarray(user_idx, np.int64)
         allowed = candidate_mask(candidates, self.n_items)
         out = RankedLists.empty(len(user_idx), k)
-        items_out, scores_out = out.items, out.scores
-        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
-        for start in range(0, len(user_idx), block):
-            rows = slice(start, start + block)
-            users = user_idx[rows]
-            exclude = None
+        extra = extra_seen if extra_seen is not None and any(len(e) for e in extra_seen) else None
+        parallel = self.parallel_blocks and resources.threads() > 1
+        rows = score_block_rows(self.n_items, resources.threads() if parallel else 1)
+        blocks = [slice(start, start + rows) for start in range(0, len(user_idx), rows)]
+        buffers = threading.local()  # one score block per thread, reused: no page faults
+
+        def rank_block(block: slice) -> None:
+            users = user_idx[block]
+            buffer = getattr(buffers, "scores", None)
+            if buffer is None:
+                buffer = buffers.scores = np.empty((min(rows, len(user_idx)), self.n_items), np.float32)
+            exclude: ranking.Exclusion | None = None
             if exclude_seen:
-                exclude = self.seen_[users]
-                if extra_seen is not None:
-                    exclude = exclude + history_matrix(extra_seen[rows], self.n_items)
-            items_out[rows], scores_out[rows] = ranking.top_k(self.score(users), k, exclude=exclude,
-                                                              candidates=allowed)
-        return items_out, scores_out
+                exclude = ranking.CsrRows(self.seen_, users)
+                if extra is not None:
+                    exclude = self.seen_[users] + history_matrix(extra[block], self.n_items)
+            scores = self.score_block(users, buffer[:len(users)])
+            out.items[block], out.scores[block] = ranking.top_k(
+                scores, k, exclude=exclude, candidates=allowed, threads=1 if parallel else None)
+
+        if parallel and len(blocks) > 1:
+            with blas_threads(1):  # one BLAS thread per block, the blocks on recforge's threads
+                resources.parallel_map(rank_block, blocks)
+        else:
+            for block in blocks:
+                rank_block(block)
+        return out.items, out.scores
 
     def rank_histories(
         self,
@@ -574,6 +605,20 @@ def ranked_frame(model: Recommender, keys: np.ndarray, items: np.ndarray, scores
     })
 
 
+def score_block_rows(n_items: int, blocks_at_once: int = 1) -> int:
+    """Users per score block: `blocks_at_once` float32 blocks fit the memory setting together."""
+    return min(_RANK_BLOCK_ROWS, resources.block_rows(4 * max(n_items, 1), blocks_at_once))
+
+
+@contextlib.contextmanager
+def blas_threads(n: int) -> Iterator[None]:
+    """Run with BLAS (OpenBLAS/MKL under NumPy) on `n` threads, restored after."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # ships no types
+
+    with threadpool_limits(n, user_api="blas"):
+        yield
+
+
 def check_k(k: int) -> None:
     """ConfigError unless the list length `k` is at least 1."""
     if k < 1:
@@ -589,6 +634,10 @@ def candidate_mask(candidates: np.ndarray | None, n_items: int) -> np.ndarray | 
     return mask
 
 
+_NO_ITEMS = np.zeros(0, np.int64)
+_NO_ITEMS.flags.writeable = False
+
+
 def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids: Sequence[str],
                   item_map: IdMap) -> list[np.ndarray]:
     """Per ID of `ids`, the indices of items given at request time, in the given order.
@@ -598,7 +647,7 @@ def request_items(items: Mapping[str, Sequence[Any]] | Sequence[Any] | None, ids
     order and repeats are kept for sequence models (`history_indices` makes sets of them).
     """
     if items is None:
-        return [np.zeros(0, np.int64) for _ in ids]
+        return [_NO_ITEMS] * len(ids)
     if isinstance(items, Mapping):
         lists = [items.get(i, []) for i in ids]
     else:
