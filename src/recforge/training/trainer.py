@@ -41,6 +41,7 @@ and rank 0's decision to stop, so every process stops at the same epoch with the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -271,8 +272,6 @@ class Trainer:
         module = distributed.StepModule(network, step)
         ddp = DistributedDataParallel(module, device_ids=[index] if index is not None else None,
                                       find_unused_parameters=find_unused_parameters)
-        stack.callback(lambda: setattr(self, "_ddp", None))  # the reducer's gradient hooks go with it
-        self._ddp = ddp
         return ddp, local, shard
 
     def _epoch(
@@ -329,9 +328,8 @@ class Trainer:
 
 def _device_of(network: nn.Module) -> torch.device:
     """The device of the network's first parameter or buffer (CPU for an empty network)."""
-    for tensor in [*network.parameters(), *network.buffers()]:
-        return tensor.device
-    return torch.device("cpu")
+    first = next(itertools.chain(network.parameters(), network.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _parameter_groups(network: nn.Module) -> list[dict[str, Any]]:
