@@ -128,6 +128,7 @@ class BPR(Recommender):
     config_class = BPRConfig
     config: BPRConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
+    parallelism = "a compiled SGD kernel updates the shared factors lock-free on `threads` threads (Hogwild)"
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
         cfg = self.config
