@@ -96,6 +96,12 @@ def train_command(
         None, "--threads", min=1, help="CPU threads for torch models.",
         show_default="torch's, one per physical core"),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="No progress output."),
+    dp_epsilon: float | None = typer.Option(
+        None, "--dp-epsilon", show_default=False,
+        help="Train under (ε, δ)-differential privacy, the user as the unit (mf, multvae, popularity)."),
+    dp_delta: float | None = typer.Option(
+        None, "--dp-delta",
+        show_default="1/(10·users)", help="δ of the DP guarantee (DP-SGD models)."),
 ) -> None:
     """Train a model on a dataset and save it as an artifact directory."""
     from recforge.data.datasets import load_dataset
@@ -111,6 +117,7 @@ def train_command(
     get_model_class(name)  # an unknown name: one line listing the known models
     if threads is not None:
         _set_threads(threads)
+    _dp_params(name, params, dp_epsilon, dp_delta)
     if not quiet and _accepts(name, "verbose"):
         params.setdefault("verbose", True)
     try:
@@ -125,6 +132,20 @@ def train_command(
     recommender.fit(interactions)
     recommender.save(out)
     console.print(f"trained in {recommender.fit_seconds_:.1f} s; saved to {out}")
+    privacy = getattr(recommender, "privacy_", None)
+    if privacy is not None:
+        console.print(privacy.describe())
+
+
+def _dp_params(name: str, params: dict[str, Any], epsilon: float | None, delta: float | None) -> None:
+    """Put `--dp-epsilon` / `--dp-delta` into the settings of a model that has them."""
+    for flag, field, value in (("--dp-epsilon", "dp_epsilon", epsilon), ("--dp-delta", "dp_delta", delta)):
+        if value is None:
+            continue
+        if not _accepts(name, field):
+            raise ConfigError(f"{flag}: model {name!r} has no differentially private training "
+                              "(mf, multvae and popularity do)")
+        params[field] = value
 
 
 def _accepts(name: str, field: str) -> bool:

@@ -25,6 +25,7 @@ from recforge.config import ModelConfig, upgrade_saved_config
 from recforge.data.interactions import IdMap
 from recforge.errors import ArtifactError, ConfigError, NotFittedError
 from recforge.models import artifact
+from recforge.privacy.report import privacy_meta
 
 if TYPE_CHECKING:
     from recforge.models.base import Recommender
@@ -110,6 +111,7 @@ class ArtifactIO:
             "global_mean": self.global_mean_,
             "fit_seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
             "parts": sorted(parts),
+            **privacy_meta(self),
         })
         return out
 
