@@ -72,7 +72,7 @@ def laplace_counts(rows: sp.csr_matrix, epsilon: float, max_items: int,
     ε-differentially private.
 
     >>> rows = sp.csr_matrix(np.ones((4, 3)))
-    >>> laplace_counts(rows, 1e9, 2, np.random.default_rng(0)).round().sum()
+    >>> float(laplace_counts(rows, 1e9, 2, np.random.default_rng(0)).round().sum())
     8.0
     """
     if epsilon <= 0 or max_items < 1:
