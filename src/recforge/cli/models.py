@@ -111,6 +111,12 @@ def train_command(
              "on CUDA) under torchrun's elastic launcher, each process on its part of every batch, as "
              "`torchrun --nproc-per-node N -m recforge train ...` does; other models say what they do "
              "instead and train in one process."),
+    dp_epsilon: float | None = typer.Option(
+        None, "--dp-epsilon", show_default=False,
+        help="Train under (ε, δ)-differential privacy, the user as the unit (mf, multvae, popularity)."),
+    dp_delta: float | None = typer.Option(
+        None, "--dp-delta",
+        show_default="1/(10·users)", help="δ of the DP guarantee (DP-SGD models)."),
 ) -> None:
     """Train a model on a dataset and save it as an artifact directory."""
     from recforge.registry import create_model, get_model_class
@@ -138,6 +144,7 @@ def train_command(
                       markup=False, highlight=False)
     if threads is not None:
         _set_threads(threads)
+    _dp_params(name, params, dp_epsilon, dp_delta)
     if not quiet and _accepts(name, "verbose"):
         params.setdefault("verbose", True)
     try:
@@ -180,6 +187,20 @@ def _train_and_save(recommender: Any, name: str, data: str, data_dir: Path | Non
         return
     recommender.save(out)
     console.print(f"trained in {recommender.fit_seconds_:.1f} s; saved to {out}")
+    privacy = getattr(recommender, "privacy_", None)
+    if privacy is not None:
+        console.print(privacy.describe())
+
+
+def _dp_params(name: str, params: dict[str, Any], epsilon: float | None, delta: float | None) -> None:
+    """Put `--dp-epsilon` / `--dp-delta` into the settings of a model that has them."""
+    for flag, field, value in (("--dp-epsilon", "dp_epsilon", epsilon), ("--dp-delta", "dp_delta", delta)):
+        if value is None:
+            continue
+        if not _accepts(name, field):
+            raise ConfigError(f"{flag}: model {name!r} has no differentially private training "
+                              "(mf, multvae and popularity do)")
+        params[field] = value
 
 
 def _backend() -> str:

@@ -25,6 +25,7 @@ from recforge.config import ModelConfig, upgrade_saved_config
 from recforge.data.interactions import IdMap
 from recforge.errors import ArtifactError, ConfigError, NotFittedError
 from recforge.models import artifact
+from recforge.privacy.report import privacy_meta
 
 if TYPE_CHECKING:
     from recforge.models.base import Recommender
@@ -112,6 +113,7 @@ class ArtifactIO:
             "fit_seconds": round(getattr(self, "fit_seconds_", 0.0), 3),
             "fit_processes": int(getattr(self, "fit_processes_", 1)),
             "parts": sorted(parts),
+            **privacy_meta(self),
         })
         return out
 
