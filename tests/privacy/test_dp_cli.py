@@ -28,3 +28,11 @@ def test_dp_epsilon_on_a_model_without_dp_is_one_clear_line(tmp_path: Path, ml10
     assert result.exit_code != 0
     assert "no differentially private training" in result.output
     assert "Traceback" not in result.output
+
+
+def test_dp_epsilon_with_several_processes_is_refused_in_one_line(tmp_path: Path, ml100k_bench: Path):
+    result = runner.invoke(app, ["train", "--model", "mf", "--data", str(ml100k_bench / "topn_train.tsv"),
+                                 "--out", str(tmp_path / "m"), "--dp-epsilon", "1", "--nproc", "2", "--quiet"])
+    assert result.exit_code != 0
+    assert "drop --nproc" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()

@@ -145,6 +145,9 @@ def train_command(
     if threads is not None:
         _set_threads(threads)
     _dp_params(name, params, dp_epsilon, dp_delta)
+    if processes > 1 and dp_epsilon is not None:
+        raise ConfigError("--dp-epsilon trains in one process (its accountant counts one sampler's "
+                          "steps): drop --nproc")
     if not quiet and _accepts(name, "verbose"):
         params.setdefault("verbose", True)
     try:
