@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     info = {"test_users": len(np.unique(test.user_idx)), "rounds": cfg.rounds,
             "clients_per_round": cfg.clients_per_round, "local_steps": cfg.local_steps,
             "client_lr": cfg.client_lr, "torch_threads": 1}
-    lines = ["# Federated vs centralized MF on ML-100K (top-N protocol)", "",
+    lines = ["**Federated vs centralized MF on ML-100K (top-N protocol)**", "",
              f"Train topn_train.tsv, test topn_test.tsv ({info['test_users']} users), training items excluded. "
              f"Federated: one client per user, {cfg.rounds} rounds of {cfg.clients_per_round} clients, "
              f"{cfg.local_steps} local full-softmax steps (lr {cfg.client_lr}), dimension 32; only item-side "

@@ -63,7 +63,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """The table: one row per model, one column per ε."""
     eps = ["1.0", "3.0", "8.0", "inf"]
     lines = [
-        "# Privacy–utility on ML-100K (top-N protocol, NDCG@10)", "",
+        "**Privacy–utility on ML-100K (top-N protocol, NDCG@10)**", "",
         f"Train topn_train.tsv, test topn_test.tsv ({info['test_users']} users), training items excluded; "
         "torch threads = 1. DP-SGD: user-level, Poisson sampling (256 expected users per step), "
         "clip C = 1, δ = 1/(10·users), RDP accountant. Popularity: Laplace counts, ≤ 50 items per user. "
