@@ -34,7 +34,7 @@ KINDS: tuple[str, ...] = ("hnsw", "ivf", "flat")
 
 def _faiss() -> Any:
     try:
-        import faiss  # type: ignore[import-untyped]  # ships no types
+        import faiss
     except ImportError:
         raise ConfigError("ANN retrieval needs faiss-cpu: pip install 'recforge[ann]'") from None
     return faiss
