@@ -259,8 +259,9 @@ class Recommender(ArtifactIO, ABC):
             scores = np.asarray(self.score(users, safe.ravel()), np.float32).reshape(len(todo), n)
             drop = ~valid
             if excluded is not None:
-                hit = excluded[np.repeat(todo, n), safe.ravel()]
-                drop |= (np.asarray(hit).reshape(len(todo), n) > 0) & valid
+                ptr, seen = excluded.indptr, excluded.indices
+                for row, r in enumerate(todo):
+                    drop[row] |= np.isin(safe[row], seen[ptr[r]:ptr[r + 1]]) & valid[row]
             exclude = [np.flatnonzero(row) for row in drop]
             pos, out.scores[todo] = ranking.top_k(scores, k, exclude=exclude)
             out.items[todo] = np.where(pos >= 0, np.take_along_axis(safe, np.maximum(pos, 0), axis=1), -1)
