@@ -117,7 +117,7 @@ def test_corrupt_index_is_refused(ials: Recommender, tmp_path) -> None:
 def test_indexed_vectors_rank_like_score(name: str) -> None:
     """user vector · item vector = score minus a constant per user (biases folded in)."""
     data, _ = tiny_interactions()
-    overrides = {"epochs": 2} if name != "ials" else {"embedding_dim": 4, "epochs": 2}
+    overrides = {"embedding_dim": 4, "epochs": 1}
     model = create_model(name, **overrides).fit(data)
     users = np.arange(model.n_users)
     items = model.mips_item_vectors()
