@@ -106,3 +106,6 @@ def index_command(
     target = loaded.save(out or model)
     typer.echo(f"wrote {target}: {kind} index over {index.n_items} items × {index.dim} dims "
                f"built in {seconds:.1f} s", err=True)
+    if index.n_items < 100_000:
+        typer.echo("note: below ~100k items exact scoring is as fast or faster than the index "
+                   "(benchmarks/results/ann/results.md); `recforge index --drop` removes it", err=True)
