@@ -64,3 +64,48 @@ def compress_command(
         done.append(f"embedding rows of {record['pruned_rows']['items']} items dropped")
     typer.echo(f"wrote {out}: {before / 1e6:.2f} MB → {after / 1e6:.2f} MB ({before / max(after, 1):.1f}× smaller; "
                f"{', '.join(done) or 'lossless re-encoding'})", err=True)
+
+
+@handle_errors
+def index_command(
+    model: Path = typer.Option(..., "--model", help="Model artifact directory (a factor or two-tower model)."),
+    kind: str = typer.Option("hnsw", "--kind", help="hnsw (graph; default), ivf (inverted lists) or flat "
+                             "(exact)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the indexed artifact here (default: add the "
+                                    "index to --model in place)."),
+    m: int = typer.Option(32, "--m", help="hnsw: graph neighbours per node."),
+    ef_construction: int = typer.Option(80, "--ef-construction", help="hnsw: candidate list while building."),
+    ef_search: int = typer.Option(128, "--ef-search", help="hnsw: candidate list while searching (at least "
+                                  "the number of items fetched)."),
+    nprobe: int = typer.Option(32, "--nprobe", help="ivf: cells searched per query."),
+    drop: bool = typer.Option(False, "--drop", help="Remove the artifact's index instead (exact ranking)."),
+) -> None:
+    """Add an approximate maximum-inner-product index (faiss) to a model artifact.
+
+    `recommend` and the service then retrieve candidates from it, re-score them exactly and
+    apply exclusions (with enough over-fetch that seen items never shorten a list); pass
+    ``exact=True`` (Python) to score the whole catalog anyway.
+    """
+    import time
+
+    from recforge.ann import KINDS
+    from recforge.registry import load_model
+
+    if kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    loaded = load_model(model)
+    if drop:
+        loaded.drop_index()
+        typer.echo(f"wrote {loaded.save(out or model)} without an ANN index", err=True)
+        return
+    params = {"hnsw": {"m": m, "ef_construction": ef_construction, "ef_search": ef_search},
+              "ivf": {"nprobe": nprobe}, "flat": {}}[kind]
+    start = time.perf_counter()
+    index = loaded.build_index(kind, **params)
+    seconds = time.perf_counter() - start
+    target = loaded.save(out or model)
+    typer.echo(f"wrote {target}: {kind} index over {index.n_items} items × {index.dim} dims "
+               f"built in {seconds:.1f} s", err=True)
+    if index.n_items < 100_000:
+        typer.echo("note: below ~100k items exact scoring is as fast or faster than the index "
+                   "(benchmarks/results/ann/results.md); `recforge index --drop` removes it", err=True)

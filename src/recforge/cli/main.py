@@ -15,7 +15,7 @@ from recforge import __version__
 from recforge.cli import models as model_commands
 from recforge.cli.data import app as data_app
 from recforge.cli.evaluate import benchmark_command, evaluate_command
-from recforge.cli.export import compress_command, export_command
+from recforge.cli.export import compress_command, export_command, index_command
 from recforge.cli.quickstart import quickstart_command
 from recforge.cli.serve import keys_app, retrain_command, serve_command
 
@@ -40,6 +40,7 @@ app.add_typer(keys_app, name="keys", help="Create, list and revoke API keys (onl
 app.command("serve")(serve_command)
 app.command("export")(export_command)
 app.command("compress")(compress_command)
+app.command("index")(index_command)
 app.command("retrain")(retrain_command)
 
 

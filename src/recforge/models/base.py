@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recforge import ranking, resources
+from recforge import ann, ranking, resources
 from recforge.config import ModelConfig, parse_config
 from recforge.data.interactions import IdMap, Interactions, feature_titles
 from recforge.errors import ConfigError, DataError, NotFittedError
@@ -102,6 +102,7 @@ class Recommender(ArtifactIO, ABC):
             self.rating_scale_ = None
             self.global_mean_ = 0.0
         self.fingerprint_ = interactions.fingerprint()
+        self.ann_index_ = None  # an index of earlier item vectors would retrieve the wrong items
         self.item_features_ = interactions.item_features
         self.user_features_ = interactions.user_features
         # ratings aligned with seen_'s CSR layout, kept for saving and retraining
@@ -176,6 +177,99 @@ class Recommender(ArtifactIO, ABC):
         """(n_items, d) item vectors when the model has them (used by `similar_items`)."""
         return None
 
+    def mips_item_vectors(self) -> np.ndarray | None:
+        """(n_items, d') item vectors whose inner product with `mips_user_vectors` ranks every
+        user's items exactly as `score` does (a per-user constant aside), or None.
+
+        Factor and two-tower models return them (with the item bias as one more component
+        when they have one); they make an approximate retrieval index possible (`build_index`).
+        Default: the factor-model convention of iALS and BPR — NumPy ``user_factors_`` and
+        ``item_factors_`` with ``score = user_factors_ @ item_factors_.T (+ item_bias_)``.
+        """
+        items = getattr(self, "item_factors_", None)
+        if not isinstance(items, np.ndarray) or not isinstance(getattr(self, "user_factors_", None), np.ndarray):
+            return None
+        bias = getattr(self, "item_bias_", None)
+        return items if bias is None else bias_column(items, bias)
+
+    def mips_user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
+        """(len(user_idx), d') query vectors matching `mips_item_vectors`."""
+        users = getattr(self, "user_factors_", None)
+        if not isinstance(users, np.ndarray):
+            raise ConfigError(f"model {self.name!r} has no user and item vectors to index")
+        x = users[np.asarray(user_idx, np.int64)]
+        return x if getattr(self, "item_bias_", None) is None else bias_column(x, np.ones(len(x), np.float32))
+
+    # ------------------------------------------------------------------ ANN retrieval
+    def build_index(self, kind: str = "hnsw", **params: int) -> ann.AnnIndex:
+        """Build an approximate maximum-inner-product index over the item vectors (faiss).
+
+        Kept with the model and saved in its artifact; `recommend` then retrieves candidates
+        from it and re-scores them exactly (see `recforge.ann`). ConfigError for models
+        without `mips_item_vectors`. `params`: see `recforge.ann.AnnIndex.build`.
+        """
+        self._check_fitted()
+        vectors = self.mips_item_vectors()
+        if vectors is None:
+            raise ConfigError(f"model {self.name!r} has no item vectors to index (ANN retrieval needs "
+                              "a factor or two-tower model)")
+        index = ann.AnnIndex.build(vectors, kind, **params)
+        self.ann_index_ = index
+        return index
+
+    def drop_index(self) -> None:
+        """Forget the ANN index: rankings are exact again (and `save` writes none)."""
+        self.ann_index_ = None
+
+    @property
+    def ann_index(self) -> ann.AnnIndex | None:
+        """The model's ANN index, or None."""
+        return getattr(self, "ann_index_", None)
+
+    def _recommend_ann(self, index: ann.AnnIndex, user_idx: np.ndarray, k: int, exclude_seen: bool,
+                       extra: Sequence[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-`k` via the index: candidates retrieved, re-scored exactly, exclusions applied.
+
+        Each user fetches k + their number of excluded items + a margin, so exclusions alone
+        can never shorten the list; a row that still comes out short (the index returned
+        fewer) is fetched again with twice as many, up to the whole catalog.
+        """
+        n_users = len(user_idx)
+        excluded: sp.csr_matrix | None = None
+        n_excluded = np.zeros(n_users, np.int64)
+        if exclude_seen:
+            excluded = self.seen_[user_idx]
+            if extra is not None:
+                excluded = excluded + history_matrix(extra, self.n_items)
+            excluded = sp.csr_matrix(excluded)
+            n_excluded = np.diff(excluded.indptr).astype(np.int64)
+        queries = np.asarray(self.mips_user_vectors(user_idx), np.float32)
+        margin = max(10, k // 2)
+        out = RankedLists.empty(n_users, k)
+        todo = np.arange(n_users)
+        fetch = np.minimum(k + n_excluded + margin, self.n_items)
+        while len(todo):
+            n = int(fetch[todo].max())
+            labels = index.search(queries[todo], n)
+            valid = labels >= 0
+            labels = np.sort(np.where(valid, labels, self.n_items), axis=1)  # item order: ties as exact
+            valid = labels < self.n_items
+            safe = np.where(valid, labels, 0)
+            users = np.repeat(user_idx[todo], n)
+            scores = np.asarray(self.score(users, safe.ravel()), np.float32).reshape(len(todo), n)
+            drop = ~valid
+            if excluded is not None:
+                ptr, seen = excluded.indptr, excluded.indices
+                for row, r in enumerate(todo):
+                    drop[row] |= np.isin(safe[row], seen[ptr[r]:ptr[r + 1]]) & valid[row]
+            exclude = [np.flatnonzero(row) for row in drop]
+            pos, out.scores[todo] = ranking.top_k(scores, k, exclude=exclude)
+            out.items[todo] = np.where(pos >= 0, np.take_along_axis(safe, np.maximum(pos, 0), axis=1), -1)
+            short = (pos < 0).any(axis=1) & (n < self.n_items)
+            todo = todo[short]
+            fetch[todo] = np.minimum(2 * n, self.n_items)
+        return out.items, out.scores
+
     # ------------------------------------------------------------------ capabilities
     def supports(self, capability: Capability | str) -> bool:
         """Whether this model can do `capability` — the one place capabilities are checked."""
@@ -195,6 +289,7 @@ class Recommender(ArtifactIO, ABC):
         exclude_seen: bool = True,
         candidates: np.ndarray | None = None,
         extra_seen: Sequence[np.ndarray] | None = None,
+        exact: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-`k` item indices and scores of known users, best first (`recforge.ranking` order).
 
@@ -202,14 +297,19 @@ class Recommender(ArtifactIO, ABC):
         items are padded with item -1 and score -inf. With `exclude_seen`, each user's training
         items are left out, and so are the items of `extra_seen` (per user, e.g. events stored
         since training). `candidates` (item indices) restricts the ranking. Scoring runs in
-        user blocks of bounded memory.
+        user blocks of bounded memory. When the model has an ANN index (`build_index`) and
+        neither `exact` nor `candidates` is given, candidates come from the index and are
+        re-scored exactly (`recforge.ann`).
         """
         self._check_fitted()
         check_k(k)
         user_idx = np.asarray(user_idx, np.int64)
+        extra = extra_seen if extra_seen is not None and any(len(e) for e in extra_seen) else None
+        index = self.ann_index
+        if index is not None and not exact and candidates is None and len(user_idx):
+            return self._recommend_ann(index, user_idx, k, exclude_seen, extra)
         allowed = candidate_mask(candidates, self.n_items)
         out = RankedLists.empty(len(user_idx), k)
-        extra = extra_seen if extra_seen is not None and any(len(e) for e in extra_seen) else None
         parallel = self.parallel_blocks and resources.threads() > 1
         rows = score_block_rows(self.n_items, resources.threads() if parallel else 1)
         blocks = [slice(start, start + rows) for start in range(0, len(user_idx), rows)]
@@ -271,6 +371,7 @@ class Recommender(ArtifactIO, ABC):
         unknown: UnknownPolicy = "error",
         events: Mapping[str, Sequence[Any]] | None = None,
         user_features: pd.DataFrame | Mapping[str, Any] | None = None,
+        exact: bool = False,
     ) -> RankedLists:
         """Top-`k` lists of raw user IDs, with the unknown-user chain; see `recommend`.
 
@@ -296,7 +397,7 @@ class Recommender(ArtifactIO, ABC):
                 known = np.setdiff1d(known, moved)
         if len(known):
             out.items[known], out.scores[known] = self.recommend_idx(
-                uidx[known], k, exclude_seen, cand, extra_seen=[given[i] for i in known])
+                uidx[known], k, exclude_seen, cand, extra_seen=[given[i] for i in known], exact=exact)
         cold = np.flatnonzero(uidx < 0)
         if unknown == "fallback" and len(cold):
             sub = self.rank_unknown([given[r] for r in cold], k, exclude_seen, cand, user_features,
@@ -332,6 +433,7 @@ class Recommender(ArtifactIO, ABC):
         unknown: UnknownPolicy = "error",
         events: Mapping[str, Sequence[Any]] | None = None,
         user_features: pd.DataFrame | Mapping[str, Any] | None = None,
+        exact: bool = False,
     ) -> pd.DataFrame:
         """Top-`k` recommendations for raw user IDs as a frame: user_id, item_id, rank, score.
 
@@ -350,8 +452,11 @@ class Recommender(ArtifactIO, ABC):
                 ignored): excluded for known users, folded in for unknown ones.
             user_features: feature rows of unknown users (a frame indexed by user ID), or one
                 mapping of features shared by every unknown user in the call.
+            exact: score the whole catalog even when the model has an ANN index
+                (`build_index`); by default the index retrieves candidates that are then
+                re-scored exactly.
         """
-        lists = self.rank_users(user_ids, k, exclude_seen, candidates, unknown, events, user_features)
+        lists = self.rank_users(user_ids, k, exclude_seen, candidates, unknown, events, user_features, exact)
         ids = np.asarray([str(u) for u in as_list(user_ids)], dtype=object)
         frame = ranked_frame(self, ids, lists.items, lists.scores, "user_id", "item_id")
         if unknown == "fallback":
@@ -603,6 +708,11 @@ def ranked_frame(model: Recommender, keys: np.ndarray, items: np.ndarray, scores
         "rank": (cols + 1).astype(np.int64),
         "score": scores[rows, cols].astype(np.float64),
     })
+
+
+def bias_column(vectors: np.ndarray, column: np.ndarray) -> np.ndarray:
+    """float32 `vectors` with `column` appended as one more component (a bias in an inner product)."""
+    return np.concatenate([np.asarray(vectors, np.float32), np.asarray(column, np.float32)[:, None]], axis=1)
 
 
 def score_block_rows(n_items: int, blocks_at_once: int = 1) -> int:

@@ -21,7 +21,7 @@ from torch import nn
 from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
-from recforge.models.base import history_matrix
+from recforge.models.base import bias_column, history_matrix
 from recforge.models.fold_in import softmax_fold_in
 from recforge.models.torch_base import TorchRecommender
 from recforge.nn import losses
@@ -351,6 +351,21 @@ class MatrixFactorization(TorchRecommender[MFNetwork]):
 
     def item_embeddings(self) -> np.ndarray | None:
         return self.network_.item_vectors.detach().cpu().numpy()
+
+    def mips_item_vectors(self) -> np.ndarray:
+        """Item factors, with the item bias as one more component when the model has biases
+        (the global and user biases are constants per user and leave the ranking alone)."""
+        net = self.network_
+        with torch.no_grad():
+            vecs = net.item_vectors.float().cpu().numpy()
+            bias = net.item_bias
+            return vecs if bias is None else bias_column(vecs, bias.float().cpu().numpy())
+
+    def mips_user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
+        net = self.network_
+        with torch.no_grad():
+            x = net.user_vectors[torch.from_numpy(np.asarray(user_idx, np.int64))].float().cpu().numpy()
+        return x if net.item_bias is None else bias_column(x, np.ones(len(x), np.float32))
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         """Fold-in: the user vector maximising the softmax likelihood of the history items.

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recforge import __version__
+from recforge import __version__, ann
 from recforge.config import ModelConfig, upgrade_saved_config
 from recforge.data.interactions import IdMap
 from recforge.errors import ArtifactError, ConfigError, NotFittedError
@@ -51,6 +51,7 @@ class ArtifactIO:
     user_features_: pd.DataFrame | None
     _train_ratings: np.ndarray | None
     _fitted: bool
+    ann_index_: ann.AnnIndex | None
 
     @abstractmethod
     def _get_state(self) -> dict[str, np.ndarray]:
@@ -80,7 +81,7 @@ class ArtifactIO:
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load() first")
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        for stale in ("meta.json", "items.parquet", "users.parquet"):
+        for stale in ("meta.json", "items.parquet", "users.parquet", ann.INDEX_FILE):
             (out / stale).unlink(missing_ok=True)
         shutil.rmtree(out / "parts", ignore_errors=True)
         parts = self.parts()
@@ -100,6 +101,11 @@ class ArtifactIO:
         for name, frame in (("items.parquet", self.item_features_), ("users.parquet", self.user_features_)):
             if frame is not None:
                 frame.rename_axis("id").reset_index().to_parquet(out / name, index=False)
+        index: ann.AnnIndex | None = getattr(self, "ann_index_", None)
+        extra: dict[str, Any] = {}
+        if index is not None:
+            (out / ann.INDEX_FILE).write_bytes(index.to_bytes())
+            extra["ann"] = index.meta()
         artifact.finalize(out, {
             "model": self.name,
             "recforge_version": __version__,
@@ -114,6 +120,7 @@ class ArtifactIO:
             "fit_processes": int(getattr(self, "fit_processes_", 1)),
             "parts": sorted(parts),
             **privacy_meta(self),
+            **extra,
         })
         return out
 
@@ -177,11 +184,25 @@ class ArtifactIO:
         self._set_state(weights)
         if "compression" in meta:
             self._restore_compressed(meta["compression"])
+        self.ann_index_ = _read_index(directory, meta.get("ann"), len(self.item_map_))
         self._fitted = True
 
     def _restore_compressed(self, compression: dict[str, Any]) -> None:
         """After loading a compressed artifact (its arrays already decoded): apply what
         changes the model at run time, e.g. int8 layers (`TorchRecommender`)."""
+
+
+def _read_index(directory: Path, info: dict[str, Any] | None, n_items: int) -> ann.AnnIndex | None:
+    """The artifact's ANN index (None without one); ArtifactError when it is damaged or does
+    not cover the model's items."""
+    if not info:
+        return None
+    path = directory / str(info.get("file", ann.INDEX_FILE))
+    index = ann.AnnIndex.from_bytes(path.read_bytes(), str(info["kind"]), dict(info.get("params", {})),
+                                    where=str(path))
+    if index.n_items != n_items:
+        raise ArtifactError(f"{path} is inconsistent: it indexes {index.n_items} items, the model has {n_items}")
+    return index
 
 
 def _read_features(path: Path) -> pd.DataFrame | None:

@@ -29,7 +29,7 @@ from torch import nn
 from recforge.config import DefaultRule, SameAs
 from recforge.data.interactions import Interactions
 from recforge.linalg import unit_rows
-from recforge.models.base import EXPLAIN_COLUMNS, as_list, history_matrix
+from recforge.models.base import EXPLAIN_COLUMNS, as_list, bias_column, history_matrix
 from recforge.models.fold_in import softmax_fold_in
 from recforge.models.torch_base import FeatureTorchRecommender
 from recforge.nn import losses
@@ -278,6 +278,18 @@ class TwoTower(FeatureTorchRecommender[TwoTowerNetwork]):
     def item_embeddings(self) -> np.ndarray:
         with torch.no_grad():
             return self.network_.item_vectors()[0].cpu().numpy()
+
+    def mips_item_vectors(self) -> np.ndarray:
+        """Item tower outputs with the item bias as one more component (score = u·v + b)."""
+        with torch.no_grad():
+            vecs, bias = self.network_.item_vectors()
+            return bias_column(vecs.float().cpu().numpy(), bias.float().cpu().numpy())
+
+    def mips_user_vectors(self, user_idx: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            users = torch.from_numpy(np.asarray(user_idx, np.int64)).to(self.device_)
+            x = self.network_.user_vectors(users).float().cpu().numpy()
+        return bias_column(x, np.ones(len(x), np.float32))
 
     def _cold_user_vectors(self, frame: pd.DataFrame, histories: list[np.ndarray]) -> torch.Tensor:
         """Feature tower output, plus the mean item vector of request-time items when given."""
