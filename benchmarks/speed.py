@@ -248,7 +248,7 @@ def _generate(n: int, folder: Path) -> dict:
     table = pa.table({"user_id": data.user_idx + 1, "item_id": data.item_idx + 1,
                       "rating": data.ratings.astype(np.int8), "timestamp": data.timestamps})
     pacsv.write_csv(table, tsv, pacsv.WriteOptions(delimiter="\t", quoting_style="none"))
-    return {"interactions": len(data), "users": data.n_users, "items": data.n_items,
+    return {"size": n, "interactions": len(data), "users": data.n_users, "items": data.n_items,
             "alpha": 0.2 * data.n_users * data.n_items / len(data),
             "tsv_mb": tsv.stat().st_size / 2**20, "generate_seconds": time.perf_counter() - start,
             "npz": str(npz), "tsv": str(tsv)}
@@ -289,6 +289,15 @@ def _installed(module: str) -> str | None:
         return None
 
 
+def _wanted(figure: str, size: int, figures: list[str]) -> bool:
+    """Whether `--figures` (names, or name@size for one size only) asks for `figure` at `size`."""
+    for entry in figures:
+        name, _, at = entry.partition("@")
+        if name == figure and (not at or int(float(at)) == size):
+            return True
+    return False
+
+
 def _measure(info: dict, args: argparse.Namespace, implicit: str | None) -> dict:
     """Every job of one size, recforge and its peer alternating, `repeats` times."""
     pairs = [("ials:recforge", "ials:implicit"), ("bpr:recforge", "bpr:implicit"),
@@ -296,7 +305,7 @@ def _measure(info: dict, args: argparse.Namespace, implicit: str | None) -> dict
     runs: dict[str, list[dict]] = {}
     for rep in range(args.repeats):
         for ours, peer in pairs:
-            if ours.split(":")[0] not in args.figures:
+            if not _wanted(ours.split(":")[0], info["size"], args.figures):
                 continue
             for job in (ours, peer):
                 if job is None:
@@ -415,7 +424,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each job (median reported)")
     parser.add_argument("--iterations", type=int, default=5, help="iALS iterations per timed fit")
     parser.add_argument("--bpr-epochs", type=int, default=3, help="BPR epochs per timed fit")
-    parser.add_argument("--figures", default="ials,bpr,load,gemm", help="which peer figures to measure")
+    parser.add_argument("--figures", default="ials,bpr,load,gemm",
+                        help="peer figures to measure: ials, bpr, load, gemm; NAME@SIZE for one size only")
     parser.add_argument("--models", default="", help="other models for the second table, e.g. mf,multvae")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per run")
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the generated logs")
@@ -431,7 +441,7 @@ def main() -> None:
     sizes = [int(float(s)) for s in args.sizes.split(",")]
     if any(s not in SHAPES for s in sizes):
         parser.error(f"sizes must be among {sorted(SHAPES)}")
-    args.figures = {f.strip() for f in args.figures.split(",") if f.strip()}
+    args.figures = [f.strip() for f in args.figures.split(",") if f.strip()]
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     implicit = _installed("implicit")
     args.out.mkdir(parents=True, exist_ok=True)

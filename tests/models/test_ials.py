@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recforge.models._ials_kernels import transpose
 from recforge.models.ials import (
     CONFIDENCE_SHARE,
     ImplicitALS,
     _row_regularization,
-    _transpose,
     als_step,
 )
 from recforge.testing import tiny_interactions
@@ -96,7 +96,7 @@ def test_cg_kernel_matches_a_dense_reference(steps):
 
 @pytest.mark.parametrize("d", [8, 64])
 def test_cg_kernel_does_not_depend_on_threads(d):
-    """Bit for bit: rows are independent and the vector loops never fall back (see _gap)."""
+    """Bit for bit: rows are independent and the vector loops never fall back (see _ials_kernels.padding)."""
     weights, Y, reg = _problem(seed=3, n_rows=300, n_cols=80, d=d)
     X = np.zeros((300, d), np.float32)
     one = als_step(weights, Y, X, reg, solver="cg", threads=1)
@@ -106,13 +106,13 @@ def test_cg_kernel_does_not_depend_on_threads(d):
 
 def test_transpose_matches_scipy():
     weights, _, _ = _problem(seed=5, n_rows=40, n_cols=25)
-    indptr, indices, values = _transpose(weights.indptr, weights.indices, weights.data, 25)
+    indptr, indices, values = transpose(weights.indptr, weights.indices, weights.data, 25)
     expected = weights.T.tocsr()
     np.testing.assert_array_equal(indptr, expected.indptr)
     np.testing.assert_array_equal(indices, expected.indices)
     np.testing.assert_array_equal(values, expected.data)
     one = np.array([3.0], np.float32)  # one value for every cell stays one value
-    assert _transpose(weights.indptr, weights.indices, one, 25)[2].tolist() == [3.0]
+    assert transpose(weights.indptr, weights.indices, one, 25)[2].tolist() == [3.0]
 
 
 def test_one_shared_weight_equals_per_cell_weights():

@@ -10,9 +10,10 @@ Two solvers, neither with a Python loop per user:
 - ``cg`` (default): a few warm-started conjugate-gradient steps per user (Takács, Pilászy &
   Tikk 2011, "Applications of the conjugate gradient method for implicit feedback
   collaborative filtering", RecSys), with ``A p = YᵀY p + λ_u p + Σ_i (c_ui − 1)(y_iᵀp) y_i``
-  over the user's non-zeros only, never forming A. A numba kernel runs it user by user over
-  threads (each user's d-vectors stay in cache, float32 throughout, factors updated in place),
-  the scheme of `implicit`'s CPU solver; rows are split into chunks of equal work.
+  over the user's non-zeros only, never forming A. A numba kernel (`_ials_kernels`, imported
+  on the first fit) runs it user by user over threads (each user's d-vectors stay in cache,
+  float32 throughout, factors updated in place), the scheme of `implicit`'s CPU solver; rows
+  are split into chunks of equal work.
 - ``exact``: builds each user's d × d system with batched matrix products over blocks of users
   of similar activity and solves them with one batched `numpy.linalg.solve`.
 
@@ -25,11 +26,9 @@ between data sets of different sizes. ν = 0 gives the plain λ of Hu et al.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Literal
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -88,6 +87,8 @@ class ImplicitALS(Recommender):
     config: IALSConfig
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
+        from recforge.models import _ials_kernels as kernels
+
         cfg = self.config
         seen = self.seen_
         n_users, n_items = seen.shape
@@ -101,10 +102,10 @@ class ImplicitALS(Recommender):
         values = (np.full(1, self.alpha_, np.float32) if ratings is None
                   else ratings * np.float32(self.alpha_))
         by_user = (seen.indptr, seen.indices, values)
-        by_item = _transpose(seen.indptr, seen.indices, values, n_items)
+        by_item = kernels.transpose(seen.indptr, seen.indices, values, n_items)
         lam, nu = cfg.regularization, cfg.regularization_exponent
-        reg_users = _penalties(_row_sums(by_user[0], by_user[2]), n_items, lam, nu)
-        reg_items = _penalties(_row_sums(by_item[0], by_item[2]), n_users, lam, nu)
+        reg_users = _penalties(kernels.row_sums(by_user[0], by_user[2]), n_items, lam, nu)
+        reg_items = _penalties(kernels.row_sums(by_item[0], by_item[2]), n_users, lam, nu)
         rng = np.random.default_rng(cfg.seed)
         users = _normal_float32(rng, cfg.init_std, (n_users, cfg.embedding_dim))
         items = _normal_float32(rng, cfg.init_std, (n_items, cfg.embedding_dim))
@@ -114,12 +115,14 @@ class ImplicitALS(Recommender):
                 users = _solve_exact(weights, items, items.T @ items, reg_users)
                 items = _solve_exact(weights_t, users, users.T @ users, reg_items)
         else:
-            with _numba_threads(cfg.threads) as threads:
+            with kernels.numba_threads(cfg.threads) as threads:
                 user_chunks = _chunks(by_user[0], cfg.embedding_dim, threads)
                 item_chunks = _chunks(by_item[0], cfg.embedding_dim, threads)
                 for _ in range(cfg.epochs):
-                    _cg_sweep(*by_user, items, _gram(items), users, reg_users, cfg.cg_steps, user_chunks)
-                    _cg_sweep(*by_item, users, _gram(users), items, reg_items, cfg.cg_steps, item_chunks)
+                    kernels.cg_sweep(*by_user, items, kernels.gram(items), users, reg_users,
+                                     cfg.cg_steps, user_chunks)
+                    kernels.cg_sweep(*by_item, users, kernels.gram(users), items, reg_items,
+                                     cfg.cg_steps, item_chunks)
         self.user_factors_ = users
         self.item_factors_ = items
 
@@ -180,130 +183,18 @@ def als_step(
     `weights` holds ``c − 1 = α r`` on the observed cells of the n_rows × n_cols matrix, and
     `reg` the per-row penalties λ_u; `X` is the warm start of the CG solver (left unchanged).
     """
+    from recforge.models import _ials_kernels as kernels
+
     Y = np.ascontiguousarray(Y, np.float32)
     gram = Y.T @ Y
     if solver == "exact":
         return _solve_exact(weights, Y, gram, reg)
     weights = sp.csr_matrix(weights, dtype=np.float32)
     out = np.array(X, np.float32, order="C")
-    with _numba_threads(threads) as n_threads:
-        _cg_sweep(weights.indptr, weights.indices, weights.data, Y, gram, out,
-                  np.asarray(reg, np.float32), cg_steps, _chunks(weights.indptr, Y.shape[1], n_threads))
+    with kernels.numba_threads(threads) as n_threads:
+        kernels.cg_sweep(weights.indptr, weights.indices, weights.data, Y, gram, out,
+                         np.asarray(reg, np.float32), cg_steps, _chunks(weights.indptr, Y.shape[1], n_threads))
     return out
-
-
-@numba.njit(nogil=True, cache=True)
-def _gap(d: int) -> int:  # pragma: no cover - compiled
-    """float32 slots (≥ 1 KiB) kept free around the kernels' own work vectors.
-
-    LLVM guards a vectorized loop with a runtime alias check that, for arrays whose starts
-    are closer than a few vector widths, falls back to a scalar loop with another rounding.
-    With this much room around every array a kernel writes, the vector loops always run, so
-    the results do not depend on where the allocator put things (nor on the thread count).
-    """
-    return (d + 256 + 63) // 64 * 64
-
-
-@numba.njit(fastmath=True, nogil=True, cache=True)
-def _gram(Y: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """YᵀY (d × d, float32) as a sum of rank-one updates, on one thread, without BLAS.
-
-    Between numba's parallel sweeps a BLAS call wakes BLAS's own thread pool, and the two
-    pools spinning against each other cost far more than this product (measured on 2 cores:
-    0.7 s instead of 3 ms per call); one thread does it in about 0.25 µs per row at d = 64.
-    G sits in padding (see `_gap`).
-    """
-    d = Y.shape[1]
-    gap = _gap(d)
-    G = np.zeros(gap + d * d + gap, np.float32)[gap:gap + d * d].reshape(d, d)
-    for u in range(Y.shape[0]):
-        y = Y[u]
-        for k in range(d):
-            yk = y[k]
-            g = G[k]
-            for j in range(d):
-                g[j] += yk * y[j]
-    return G
-
-
-@numba.njit(parallel=True, fastmath=True, nogil=True, cache=True)
-def _cg_sweep(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, Y: np.ndarray,
-              gram: np.ndarray, X: np.ndarray, reg: np.ndarray, steps: int,
-              chunks: np.ndarray) -> None:  # pragma: no cover - compiled
-    """`steps` CG steps on every row's system, in place on X, warm-started from X.
-
-    Row u solves ``(YᵀY + λ_u I + Σ_i w_ui y_i y_iᵀ) x = Σ_i (1 + w_ui) y_i`` over its
-    non-zeros i (``w = c − 1 = weights``, per non-zero, or one value for all when of length
-    1). Chunks ``chunks[c]:chunks[c + 1]`` of rows run in parallel; each row is independent
-    of the others, so the result does not depend on threads.
-    """
-    d = Y.shape[1]
-    stride = 1 if len(weights) > 1 else 0
-    one = np.float32(1.0)
-    tiny = np.float32(1e-20)
-    gap = _gap(d)
-    for c in numba.prange(len(chunks) - 1):
-        scratch = np.empty(4 * gap, np.float32)
-        r = scratch[gap:gap + d]
-        p = scratch[2 * gap:2 * gap + d]
-        ap = scratch[3 * gap:3 * gap + d]
-        for u in range(chunks[c], chunks[c + 1]):
-            x = X[u]
-            lam = reg[u]
-            # residual r = b − A x
-            for k in range(d):
-                acc = np.float32(0.0)
-                g = gram[k]
-                for j in range(d):
-                    acc += g[j] * x[j]
-                r[k] = -acc - lam * x[k]
-            for n in range(indptr[u], indptr[u + 1]):
-                y = Y[indices[n]]
-                w = weights[n * stride]
-                dot = np.float32(0.0)
-                for k in range(d):
-                    dot += y[k] * x[k]
-                coef = one + w - w * dot
-                for k in range(d):
-                    r[k] += coef * y[k]
-            rs = np.float32(0.0)
-            for k in range(d):
-                p[k] = r[k]
-                rs += r[k] * r[k]
-            if rs < tiny:
-                continue
-            for _ in range(steps):
-                for k in range(d):  # A p
-                    acc = np.float32(0.0)
-                    g = gram[k]
-                    for j in range(d):
-                        acc += g[j] * p[j]
-                    ap[k] = acc + lam * p[k]
-                for n in range(indptr[u], indptr[u + 1]):
-                    y = Y[indices[n]]
-                    dot = np.float32(0.0)
-                    for k in range(d):
-                        dot += y[k] * p[k]
-                    coef = weights[n * stride] * dot
-                    for k in range(d):
-                        ap[k] += coef * y[k]
-                pap = np.float32(0.0)
-                for k in range(d):
-                    pap += p[k] * ap[k]
-                if pap <= 0:
-                    break
-                step = rs / pap
-                rs_new = np.float32(0.0)
-                for k in range(d):
-                    x[k] += step * p[k]
-                    r[k] -= step * ap[k]
-                    rs_new += r[k] * r[k]
-                if rs_new < tiny:
-                    break
-                beta = rs_new / rs
-                for k in range(d):
-                    p[k] = r[k] + beta * p[k]
-                rs = rs_new
 
 
 def _chunks(indptr: np.ndarray, d: int, threads: int) -> np.ndarray:
@@ -318,66 +209,11 @@ def _chunks(indptr: np.ndarray, d: int, threads: int) -> np.ndarray:
     return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
 
 
-@numba.njit(nogil=True, cache=True)
-def _transpose(indptr: np.ndarray, indices: np.ndarray, values: np.ndarray,
-               n_cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
-    """The CSR arrays (indptr, indices, values) of the transposed matrix, by counting sort.
-
-    Allocates only the result (scipy's transpose goes through a full copy with values);
-    `values` of length 1 (one value for all cells) stays of length 1.
-    """
-    indptr_t = np.zeros(n_cols + 1, np.int64)
-    for n in range(len(indices)):
-        indptr_t[indices[n] + 1] += 1
-    for i in range(n_cols):
-        indptr_t[i + 1] += indptr_t[i]
-    indices_t = np.empty_like(indices)
-    values_t = values.copy() if len(values) == 1 else np.empty_like(values)
-    fill = indptr_t[:-1].copy()
-    for u in range(len(indptr) - 1):
-        for n in range(indptr[u], indptr[u + 1]):
-            i = indices[n]
-            indices_t[fill[i]] = u
-            if len(values) > 1:
-                values_t[fill[i]] = values[n]
-            fill[i] += 1
-    return indptr_t, indices_t, values_t
-
-
-@numba.njit(nogil=True, cache=True)
-def _row_sums(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """Σ of each row's values (float64); `values` of length 1 is that value in every cell."""
-    n = len(indptr) - 1
-    out = np.zeros(n, np.float64)
-    if len(values) == 1:
-        for u in range(n):
-            out[u] = (indptr[u + 1] - indptr[u]) * np.float64(values[0])
-        return out
-    for u in range(n):
-        for k in range(indptr[u], indptr[u + 1]):
-            out[u] += values[k]
-    return out
-
-
 def _csr(rows: tuple[np.ndarray, np.ndarray, np.ndarray], n_cols: int) -> sp.csr_matrix:
     """A float32 CSR matrix of (indptr, indices, values), values broadcast when of length 1."""
     indptr, indices, values = rows
     data = np.broadcast_to(values, indices.shape).astype(np.float32)
     return sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, n_cols))
-
-
-@contextlib.contextmanager
-def _numba_threads(threads: int | None) -> Iterator[int]:
-    """Run numba's parallel loops on `threads` threads (None: its default), restoring after."""
-    previous = numba.get_num_threads()
-    # numba.config fills its settings in at import time, so its stubs cannot declare them
-    most = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-    n = previous if threads is None else min(threads, most)
-    numba.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _solve_exact(weights: sp.csr_matrix, Y: np.ndarray, gram: np.ndarray,
