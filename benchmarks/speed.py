@@ -158,11 +158,13 @@ def _job_implicit_ials(args: argparse.Namespace) -> dict:
         als.fit(user_items, show_progress=False)
         fit = time.perf_counter() - start
     fit_peak = _peak_rss_mb()
-    start = time.perf_counter()
-    als.recommend(np.arange(n_users), user_items, N=TOP_K, filter_already_liked_items=True)
-    rank = time.perf_counter() - start
-    return {"fit_seconds": fit, "per_epoch": fit / args.iterations, "epochs": args.iterations,
-            "top20_seconds": rank, "fit_peak_rss_mb": fit_peak, "peak_rss_mb": _peak_rss_mb()}
+    out = {"fit_seconds": fit, "per_epoch": fit / args.iterations, "epochs": args.iterations,
+           "fit_peak_rss_mb": fit_peak}
+    if not args.no_top20:
+        start = time.perf_counter()
+        als.recommend(np.arange(n_users), user_items, N=TOP_K, filter_already_liked_items=True)
+        out["top20_seconds"] = time.perf_counter() - start
+    return {**out, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _job_implicit_bpr(args: argparse.Namespace) -> dict:
@@ -219,7 +221,7 @@ def _worker(args: argparse.Namespace) -> None:
     if job == "ials":
         params = {"epochs": args.iterations, "embedding_dim": FACTORS, "solver": "cg", "cg_steps": 3}
         out = (_job_implicit_ials(args) if peer == "implicit"
-               else _job_recforge_fit(args, "ials", params, args.iterations))
+               else _job_recforge_fit(args, "ials", params, args.iterations, rank=not args.no_top20))
     elif job == "bpr":
         params = {"epochs": args.bpr_epochs, "embedding_dim": FACTORS, "validation_ratio": 0.0}
         out = (_job_implicit_bpr(args) if peer == "implicit"
@@ -263,7 +265,7 @@ def _run(job: str, info: dict, args: argparse.Namespace) -> dict:
                MKL_NUM_THREADS=threads, NUMBA_NUM_THREADS=threads)
     cmd = [sys.executable, __file__, "--worker", "--job", job, "--data", info["npz"], "--tsv", info["tsv"],
            "--threads", threads, "--iterations", str(args.iterations), "--bpr-epochs", str(args.bpr_epochs),
-           "--alpha", str(1.0 + info["alpha"])]
+           "--alpha", str(1.0 + info["alpha"]), *(["--no-top20"] if args.no_top20 else [])]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -432,6 +434,7 @@ def main() -> None:
     parser.add_argument("--figures", default="ials,bpr,load,gemm",
                         help="peer figures to measure: ials, bpr, load, gemm; NAME@SIZE for one size only")
     parser.add_argument("--models", default="", help="other models for the second table, e.g. mf,multvae")
+    parser.add_argument("--no-top20", action="store_true", help="iALS runs fit only (no all-user top-20)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per run")
     parser.add_argument("--tmp", type=Path, default=None, help="folder for the generated logs")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
