@@ -1,9 +1,12 @@
 """ImplicitALS: conformance, solver known answers, ALS descent, ML-100K floor."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from recforge.models._ials_kernels import transpose
 from recforge.models.ials import (
     CONFIDENCE_SHARE,
     ImplicitALS,
@@ -52,6 +55,74 @@ def test_cg_converges_to_the_exact_solution():
     np.testing.assert_allclose(cg, exact, rtol=1e-3, atol=1e-4)
     one = als_step(weights, Y, np.zeros((30, 4), np.float32), reg, solver="cg", cg_steps=1)
     assert np.abs(one - exact).max() > 1e-3  # one step is not yet there
+
+
+def _cg_reference(weights: sp.csr_matrix, Y: np.ndarray, X: np.ndarray, reg: np.ndarray,
+                  steps: int) -> np.ndarray:
+    """`steps` plain CG steps per row on its dense normal equations, in float64, from X."""
+    W = weights.toarray().astype(np.float64)
+    Y = Y.astype(np.float64)
+    out = X.astype(np.float64)
+    for u in range(W.shape[0]):
+        A = Y.T @ np.diag(1.0 + W[u]) @ Y + reg[u] * np.eye(Y.shape[1])
+        b = Y.T @ ((1.0 + W[u]) * (W[u] > 0))
+        x = out[u]
+        r = b - A @ x
+        p = r.copy()
+        for _ in range(steps):
+            rs = r @ r
+            if rs < 1e-20:
+                break
+            Ap = A @ p
+            step = rs / (p @ Ap)
+            x += step * p
+            r -= step * Ap
+            p = r + (r @ r) / rs * p
+    return out
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_cg_kernel_matches_a_dense_reference(steps):
+    """The compiled kernel takes exactly CG's steps: same iterate as a float64 reference."""
+    rng = np.random.default_rng(7)
+    weights, Y, reg = _problem(seed=2, n_rows=60, n_cols=40, d=8)
+    X = rng.normal(0.0, 0.1, (60, 8)).astype(np.float32)
+    start = X.copy()
+    got = als_step(weights, Y, X, reg, solver="cg", cg_steps=steps)
+    np.testing.assert_allclose(got, _cg_reference(weights, Y, X, reg, steps), rtol=1e-3, atol=1e-4)
+    assert np.abs(got - X).max() > 1e-2  # it moved from the warm start ...
+    np.testing.assert_array_equal(X, start)  # ... which is left unchanged
+
+
+@pytest.mark.parametrize("d", [8, 64])
+def test_cg_kernel_does_not_depend_on_threads(d):
+    """Bit for bit: rows are independent and the vector loops never fall back (see _ials_kernels.padding)."""
+    weights, Y, reg = _problem(seed=3, n_rows=300, n_cols=80, d=d)
+    X = np.zeros((300, d), np.float32)
+    one = als_step(weights, Y, X, reg, solver="cg", threads=1)
+    np.testing.assert_array_equal(one, als_step(weights, Y, X, reg, solver="cg", threads=2))
+    np.testing.assert_array_equal(one, als_step(weights, Y, X, reg, solver="cg", threads=3))
+
+
+def test_transpose_matches_scipy():
+    weights, _, _ = _problem(seed=5, n_rows=40, n_cols=25)
+    indptr, indices, values = transpose(weights.indptr, weights.indices, weights.data, 25)
+    expected = weights.T.tocsr()
+    np.testing.assert_array_equal(indptr, expected.indptr)
+    np.testing.assert_array_equal(indices, expected.indices)
+    np.testing.assert_array_equal(values, expected.data)
+    one = np.array([3.0], np.float32)  # one value for every cell stays one value
+    assert transpose(weights.indptr, weights.indices, one, 25)[2].tolist() == [3.0]
+
+
+def test_one_shared_weight_equals_per_cell_weights():
+    """r = 1 everywhere: the shared-value path (implicit) and the per-cell path agree."""
+    data, _ = tiny_interactions()
+    ones = replace(data, ratings=np.ones(len(data), np.float32))
+    shared = ImplicitALS(**FAST).fit(ones)
+    per_cell = ImplicitALS(**FAST, implicit=False).fit(ones)
+    np.testing.assert_allclose(shared.user_factors_, per_cell.user_factors_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(shared.item_factors_, per_cell.item_factors_, rtol=1e-5, atol=1e-6)
 
 
 def test_cg_and_exact_models_agree():

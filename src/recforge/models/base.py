@@ -92,7 +92,19 @@ class Recommender(ArtifactIO, ABC):
             raise DataError("validation interactions must share the training ID maps (use reindex)")
         self.user_map_: IdMap = interactions.user_map
         self.item_map_: IdMap = interactions.item_map
-        self.seen_: sp.csr_matrix = interactions.csr(binary=True)
+        # ratings aligned with seen_'s CSR layout, kept for saving and retraining; without
+        # duplicate pairs seen_ shares the ratings matrix's index arrays (one conversion, not two)
+        self._train_ratings = None
+        if interactions.has_ratings:
+            rated = interactions.csr()
+            self._train_ratings = rated.data
+            if rated.nnz == len(interactions):
+                self.seen_: sp.csr_matrix = sp.csr_matrix(
+                    (np.ones(rated.nnz, np.float32), rated.indices, rated.indptr), shape=rated.shape)
+            else:
+                self.seen_ = interactions.csr(binary=True)
+        else:
+            self.seen_ = interactions.csr(binary=True)
         self.item_popularity_: np.ndarray = interactions.item_counts().astype(np.float32)
         r = interactions.ratings
         if r is not None:
@@ -105,8 +117,6 @@ class Recommender(ArtifactIO, ABC):
         self.ann_index_ = None  # an index of earlier item vectors would retrieve the wrong items
         self.item_features_ = interactions.item_features
         self.user_features_ = interactions.user_features
-        # ratings aligned with seen_'s CSR layout, kept for saving and retraining
-        self._train_ratings = interactions.csr().data if interactions.has_ratings else None
         self.fit_processes_ = 1  # data-parallel training sets its number of processes
         start = time.perf_counter()
         self._fit(interactions, validation)
