@@ -84,6 +84,8 @@ class ImplicitALS(Recommender):
 
     name = "ials"
     config_class = IALSConfig
+    parallelism = ("alternating least squares: a compiled kernel solves every user's (then item's) system "
+                   "by conjugate gradient on the CPU's threads")
     config: IALSConfig
 
     def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
