@@ -335,6 +335,8 @@ def _cell(result: dict | None, key: str, scale: float = 1.0, digits: int = 2) ->
         return "–", None
     if "error" in result:
         return str(result["error"]), None
+    if key not in result:
+        return "–", None
     value = result[key] / scale
     return _fmt(value, digits), value
 
@@ -363,11 +365,13 @@ def _peer_table(sizes: list[dict], implicit: str | None) -> list[str]:
     for size in sizes:
         res = size["results"]
         for figure, ours, theirs, key, scale, peer_name, goal in rows:
-            if ours not in res:
+            if ours not in res or ("top-20" in figure and "top20_seconds" not in res[ours]):
                 continue
             peer_key = "seconds" if theirs in ("gemm", "load:pandas") else key
             mine, mine_v = _cell(res.get(ours), key, scale)
             other, other_v = _cell(res.get(theirs), peer_key, scale)
+            if mine_v is None and other_v is None and mine == other == "–":
+                continue
             if mine_v is not None and other_v:
                 ratio = mine_v / other_v
                 ratio_s = f"{ratio:.2f}×"
