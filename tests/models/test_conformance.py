@@ -76,7 +76,7 @@ class _Careless(Popularity):
         scores = super().score(user_idx, item_idx)
         return scores + np.random.default_rng().random(scores.shape, dtype=np.float32)
 
-    def recommend_idx(self, user_idx, k=10, exclude_seen=True, candidates=None, extra_seen=None):
+    def recommend_idx(self, user_idx, k=10, exclude_seen=True, candidates=None, extra_seen=None, exact=False):
         return super().recommend_idx(user_idx, k, False, candidates)
 
 
