@@ -36,7 +36,7 @@ EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 _BLOCK_CELLS = 1 << 24
 #: score rows per block of a ranking pipeline at most (the memory setting may ask for fewer):
 #: enough rows for the GEMM to run at speed, few enough for the block to stay in cache
-_RANK_BLOCK_ROWS = 512
+_RANK_BLOCK_ROWS = 256
 
 
 class Recommender(ArtifactIO, ABC):
@@ -120,14 +120,14 @@ class Recommender(ArtifactIO, ABC):
         With `item_idx` (same length as `user_idx`): the paired scores, shape (len(user_idx),).
         """
 
-    def score_block(self, user_idx: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`score(user_idx)` for every item, written into `out` when the model can; returns it.
+    def score_factors(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(user vectors, item vectors) whose product ``u @ v.T`` is `score(user_idx)`, or None.
 
-        `out` is a float32 (len(user_idx), n_items) buffer that ranking reuses block after
-        block, so that models whose scores are one product (``np.matmul(..., out=out)``)
-        spare a fresh allocation per block. Default: ``score(user_idx)``, `out` unused.
+        Models that score by one product (iALS, factorization models; biases ride along as
+        extra columns) return them: ranking then computes the product itself, piece by piece
+        into a reused block (`ranking.top_k_product`), on threads. Default: None.
         """
-        return self.score(user_idx)
+        return None
 
     def _score_pairs_via_rows(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Paired scores computed from full score rows of the distinct users (a default)."""
@@ -205,24 +205,29 @@ class Recommender(ArtifactIO, ABC):
         allowed = candidate_mask(candidates, self.n_items)
         out = RankedLists.empty(len(user_idx), k)
         extra = extra_seen if extra_seen is not None and any(len(e) for e in extra_seen) else None
-        parallel = self.parallel_blocks and resources.threads() > 1
+        factored = len(user_idx) > 0 and self.score_factors(user_idx[:1]) is not None
+        parallel = (self.parallel_blocks or factored) and resources.threads() > 1
         rows = score_block_rows(self.n_items, resources.threads() if parallel else 1)
         blocks = [slice(start, start + rows) for start in range(0, len(user_idx), rows)]
         buffers = threading.local()  # one score block per thread, reused: no page faults
 
         def rank_block(block: slice) -> None:
             users = user_idx[block]
-            buffer = getattr(buffers, "scores", None)
-            if buffer is None:
-                buffer = buffers.scores = np.empty((min(rows, len(user_idx)), self.n_items), np.float32)
             exclude: ranking.Exclusion | None = None
             if exclude_seen:
                 exclude = ranking.CsrRows(self.seen_, users)
                 if extra is not None:
                     exclude = self.seen_[users] + history_matrix(extra[block], self.n_items)
-            scores = self.score_block(users, buffer[:len(users)])
-            out.items[block], out.scores[block] = ranking.top_k(
-                scores, k, exclude=exclude, candidates=allowed, threads=1 if parallel else None)
+            factors = self.score_factors(users) if factored else None
+            if factors is None:
+                out.items[block], out.scores[block] = ranking.top_k(
+                    self.score(users), k, exclude=exclude, candidates=allowed, threads=1 if parallel else None)
+                return
+            buffer = getattr(buffers, "scores", None)
+            if buffer is None:
+                buffer = buffers.scores = np.empty((min(rows, len(user_idx)), self.n_items), np.float32)
+            out.items[block], out.scores[block] = ranking.top_k_product(
+                *factors, k, exclude=exclude, candidates=allowed, buffer=buffer)
 
         if parallel and len(blocks) > 1:
             with blas_threads(1):  # one BLAS thread per block, the blocks on recforge's threads
