@@ -32,8 +32,6 @@ UnknownPolicy = Literal["error", "skip", "fallback"]
 #: columns of every model's `explain` frame
 EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 
-#: scores computed per block stay under this many float32 cells (64 MiB)
-_BLOCK_CELLS = 1 << 24
 #: score rows per block of a ranking pipeline at most (the memory setting may ask for fewer):
 #: enough rows for the GEMM to run at speed, few enough for the block to stay in cache
 _RANK_BLOCK_ROWS = 256
@@ -135,7 +133,7 @@ class Recommender(ArtifactIO, ABC):
         item_idx = np.asarray(item_idx, np.int64)
         out = np.empty(len(user_idx), np.float32)
         uniq, inv = np.unique(user_idx, return_inverse=True)
-        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
+        block = resources.block_rows(4 * max(self.n_items, 1))
         for start in range(0, len(uniq), block):
             users = uniq[start:start + block]
             rows = self.score(users)
@@ -254,7 +252,7 @@ class Recommender(ArtifactIO, ABC):
         ordered = self.supports(Capability.SEQUENCES)
         out = RankedLists.empty(len(histories), k)
         items_out, scores_out = out.items, out.scores
-        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
+        block = resources.block_rows(4 * max(self.n_items, 1))
         for start in range(0, len(histories), block):
             rows = slice(start, start + block)
             chunk = [history_indices(h, self.n_items, ordered) for h in histories[rows]]
@@ -468,7 +466,7 @@ class Recommender(ArtifactIO, ABC):
         H = history_matrix(histories, self.n_items).tocsc()
         items = np.flatnonzero(np.diff(H.indptr))  # items in at least one history
         out = np.zeros((len(histories), self.n_items), np.float32)
-        block = max(1, (_BLOCK_CELLS // 4) // max(self.n_items, 1))
+        block = resources.block_rows(4 * max(self.n_items, 1), parts=4)  # similarity rows and their product
         for start in range(0, len(items), block):
             cols = items[start:start + block]
             sims = np.nan_to_num(np.asarray(self.similar_idx(cols), np.float32), nan=0.0, posinf=0.0, neginf=0.0)
