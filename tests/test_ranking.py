@@ -78,6 +78,20 @@ def test_the_kernel_equals_the_straightforward_top_k(seed: int):
     np.testing.assert_array_equal(as_lists[0], expected[0])
 
 
+def test_rows_longer_than_one_piece_of_the_kernel():
+    """Chunks live inside pieces of `PIECE` items: two pieces, the second short, ties and exclusions."""
+    from recforge._topk import PIECE
+
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.normal(size=(4, PIECE + 77)) * 8).astype(np.float32) / 8
+    seen = [np.sort(rng.choice(scores.shape[1], 50, replace=False)) for _ in range(4)]
+    seen[1] = np.union1d(seen[1], np.argsort(-scores[1])[:40])
+    expected = reference_lists(scores, 30, seen, None, None)
+    got = top_k(scores, 30, exclude=seen)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
 @pytest.mark.parametrize("n_items", [7, 700, 2048 * 2 + 45])
 def test_the_product_path_equals_top_k_of_the_product(n_items: int):
     """`top_k_product` (pieces, cached chunk maxima, a reused buffer) = `top_k(left @ right.T)`;

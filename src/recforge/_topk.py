@@ -8,8 +8,7 @@ as the lowest float32 and stay eligible; excluded items are never returned):
    pieces of PIECE (the last one shorter); a piece of w items has m = w // CHUNK chunks,
    chunk c holding its items c, c + m, c + 2m... (an elementwise maximum of contiguous
    slices), and the last piece's last w % CHUNK items belong to no chunk (always scanned).
-   `piece_maxima` computes one piece's maxima on its own, so that a caller producing the
-   scores piece by piece (a product of factors) takes them while the piece is in cache;
+   `piece_maxima` computes one piece's maxima;
 2. the k-th largest finite chunk maximum is a bound: k eligible items (the maxima of k
    distinct chunks) score at least that much, so no item below it is in the top k. A chunk
    whose maximum may be an excluded item's counts as unbounded instead: scanned, not used;
@@ -29,8 +28,9 @@ import numpy as np
 
 #: items per chunk of the first pass: the bound is the k-th largest of n_items / CHUNK maxima
 CHUNK = 32
-#: items per piece (a multiple of CHUNK): 64 rows of a piece are half a megabyte, in cache
-PIECE = 2048
+#: items per piece (a multiple of CHUNK): the first pass's maxima are elementwise maxima of
+#: slices a piece / CHUNK long, so long pieces vectorize best; a piece is 256 KiB of a row
+PIECE = 1 << 16
 
 _FMIN = np.float32(np.finfo(np.float32).min)
 

@@ -195,24 +195,19 @@ def top_k_product(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`top_k(left @ right.T, k, ...)` for scores that are a product of factors (iALS, MF).
 
-    The product is computed piece by piece (`recforge._topk.PIECE` items) into `buffer` (a
-    float32 block of at least len(left) rows, reused across calls; allocated when None),
-    and each piece's chunk maxima are taken while it is still in cache. The lists follow
-    `top_k`'s order exactly, on the scores the pieces give. Runs on the calling thread:
-    callers run blocks of rows on threads (with one BLAS thread each).
+    The product is written into `buffer` (a float32 block of at least len(left) rows, reused
+    across calls so that no block is a fresh allocation; allocated when None). The lists
+    follow `top_k`'s order exactly, on the scores the product gives. Runs on the calling
+    thread: callers run blocks of rows on threads (with one BLAS thread each). (Taking the
+    chunk maxima piece by piece while the product is computed measured slower: the kernel's
+    own pass over a fresh block costs less than the extra per-piece calls.)
     """
-    from recforge._topk import PIECE, n_chunks, piece_maxima
-
     left = np.ascontiguousarray(left, np.float32)
     right = np.asarray(right, np.float32)
     n_rows, n_items = len(left), len(right)
     block = np.empty((n_rows, n_items), np.float32) if buffer is None else buffer[:n_rows]
-    maxima = np.empty((n_rows, n_chunks(n_items)), np.float32)
-    for start in range(0, n_items, PIECE):
-        stop = min(start + PIECE, n_items)
-        np.matmul(left, right[start:stop].T, out=block[:, start:stop])
-        piece_maxima(block, start, stop, maxima)
-    return _top_k(block, k, exclude, candidates, None, 1, maxima)
+    np.matmul(left, right.T, out=block)
+    return _top_k(block, k, exclude, candidates, None, 1, _NO_MAXIMA)
 
 
 def _top_k(values: np.ndarray, k: int, exclude: Exclusion | None, candidates: np.ndarray | None,
