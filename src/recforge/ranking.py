@@ -219,7 +219,11 @@ def _top_k(values: np.ndarray, k: int, exclude: Exclusion | None, candidates: np
     tie = _tie_rank(tiebreak, values.shape)
     starts, ends, excluded = (_exclusion_rows(exclude, n_rows) if exclude is not None
                               else (np.zeros(n_rows, np.int64), np.zeros(n_rows, np.int64), np.zeros(0, np.int32)))
-    if len(excluded) and (excluded.min() < 0 or excluded.max() >= n_items):
+    matrix = exclude.matrix if isinstance(exclude, CsrRows) else exclude if sp.issparse(exclude) else None
+    if matrix is not None:  # a CSR's indices lie below its width: no pass over them
+        if matrix.shape[1] > n_items:
+            raise ValueError(f"exclusion has {matrix.shape[1]} columns for a score block of {n_items}")
+    elif len(excluded) and (excluded.min() < 0 or excluded.max() >= n_items):
         raise ValueError(f"excluded item indices must lie in 0..{n_items - 1}")
     allowed = _candidate_items(candidates, n_items)
     items_out = np.full((n_rows, k), -1, np.int64)
