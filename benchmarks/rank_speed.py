@@ -9,8 +9,9 @@ sitting; the machine's load average is printed with them.
     python benchmarks/rank_speed.py --interactions 1e6 --users 50000 --items 26700 --threads 2
     python benchmarks/rank_speed.py --data log.npz --threads 2 --repeats 5
 
-`speed.py` (or any script) can call `rank_all_users_timings(model, threads=...)` with a
-fitted factor model, or `ranking_timings(user_factors, item_factors, seen, ...)`.
+`speed.py` (or any script) can call `ranking_timings(user_factors, item_factors, seen, ...)`
+with a fitted model's factors, or `rank_all_users_timings(model, threads=...)` with a fitted
+recforge factor model (``user_factors_`` / ``item_factors_``). `gemm_floor_seconds` is the floor.
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ import numpy as np
 import scipy.sparse as sp
 
 #: users per GEMM block of the floor (the blocks of recforge's ranking pipeline at most)
-FLOOR_BLOCK_ROWS = 512
+FLOOR_BLOCK_ROWS = 256
 
 
 def gemm_floor_seconds(user_factors: np.ndarray, item_factors: np.ndarray, threads: int,
                        block_rows: int = FLOOR_BLOCK_ROWS) -> dict[str, float]:
     """Seconds of the float32 users × items product alone, in row blocks, two ways.
 
-    ``pooled``: blocks on `threads` threads with one BLAS thread each (how recforge runs it);
-    ``blas``: blocks one after another with BLAS on `threads` threads. ``floor`` is the faster.
+    ``pooled``: blocks on `threads` threads with one BLAS thread each, each thread writing
+    into one reused block (how recforge runs it); ``blas``: blocks one after another with
+    BLAS on `threads` threads, one reused block. ``floor`` is the faster of the two.
     """
+    import threading
+
     from threadpoolctl import threadpool_limits
 
     from recforge import resources
@@ -44,20 +48,52 @@ def gemm_floor_seconds(user_factors: np.ndarray, item_factors: np.ndarray, threa
     U = np.ascontiguousarray(user_factors, np.float32)
     Vt = np.ascontiguousarray(item_factors, np.float32).T
     starts = range(0, len(U), block_rows)
+    buffers = threading.local()
 
     def block(start: int) -> None:
-        U[start:start + block_rows] @ Vt
+        rows = U[start:start + block_rows]
+        out = getattr(buffers, "out", None)
+        if out is None:
+            out = buffers.out = np.empty((block_rows, Vt.shape[1]), np.float32)
+        np.matmul(rows, Vt, out=out[:len(rows)])
 
     with threadpool_limits(1, user_api="blas"), resources.limits(threads=threads):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         resources.parallel_map(block, starts, threads)
-        pooled = time.perf_counter() - t0
+        pooled, pooled_cpu = time.perf_counter() - t0, time.process_time() - c0
+    buffers = threading.local()
     with threadpool_limits(threads, user_api="blas"):
         t0 = time.perf_counter()
         for start in starts:
             block(start)
         blas = time.perf_counter() - t0
-    return {"pooled": pooled, "blas": blas, "floor": min(pooled, blas)}
+    return {"pooled": pooled, "blas": blas, "floor": min(pooled, blas), "pooled_cpu": pooled_cpu}
+
+
+class FactorModel:
+    """Stand-in for a fitted factor model (score = user_factors_[u] @ item_factors_.T).
+
+    It ranks through `Recommender.recommend_idx` like any model that returns its factors from
+    `Recommender.score_factors` (iALS does once it overrides it).
+    """
+
+    @staticmethod
+    def build(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix) -> Any:
+        from recforge.data.interactions import IdMap
+        from recforge.models.ials import ImplicitALS
+
+        class _Factors(ImplicitALS):
+            def score_factors(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return self.user_factors_[user_idx], self.item_factors_
+
+        model = _Factors(embedding_dim=user_factors.shape[1])
+        model.user_map_ = IdMap(np.arange(seen.shape[0]).astype(str))
+        model.item_map_ = IdMap(np.arange(seen.shape[1]).astype(str))
+        model.seen_ = seen
+        model.user_factors_ = np.ascontiguousarray(user_factors, np.float32)
+        model.item_factors_ = np.ascontiguousarray(item_factors, np.float32)
+        model._fitted = True
+        return model
 
 
 def ranking_timings(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp.csr_matrix, k: int = 20,
@@ -65,19 +101,10 @@ def ranking_timings(user_factors: np.ndarray, item_factors: np.ndarray, seen: sp
     """Floor, recforge and implicit seconds for the top-`k` of every user, interleaved.
 
     Returns the median seconds of each (and every run), and the ratios recforge / floor and
-    recforge / implicit. recforge ranks through an `ImplicitALS` holding these factors.
+    recforge / implicit. recforge ranks through `FactorModel` holding these factors.
     """
-    from recforge.data.interactions import IdMap
-    from recforge.models.ials import ImplicitALS
-
-    model = ImplicitALS(embedding_dim=user_factors.shape[1])
-    model.user_map_ = IdMap(np.arange(seen.shape[0]).astype(str))
-    model.item_map_ = IdMap(np.arange(seen.shape[1]).astype(str))
-    model.seen_ = seen
-    model.user_factors_ = np.ascontiguousarray(user_factors, np.float32)
-    model.item_factors_ = np.ascontiguousarray(item_factors, np.float32)
-    model._fitted = True
-    return rank_all_users_timings(model, k=k, threads=threads, repeats=repeats)
+    return rank_all_users_timings(FactorModel.build(user_factors, item_factors, seen), k=k, threads=threads,
+                                  repeats=repeats)
 
 
 def rank_all_users_timings(model: Any, k: int = 20, threads: int = 2, repeats: int = 3) -> dict[str, Any]:
@@ -88,7 +115,8 @@ def rank_all_users_timings(model: Any, k: int = 20, threads: int = 2, repeats: i
 
     U, V = model.user_factors_, model.item_factors_
     users = np.arange(model.n_users)
-    runs: dict[str, list[float]] = {"floor": [], "floor_pooled": [], "floor_blas": [], "recforge": []}
+    runs: dict[str, list[float]] = {"floor": [], "floor_pooled": [], "floor_blas": [], "recforge": [],
+                                    "floor_pooled_cpu": [], "recforge_cpu": []}
     recommend_implicit = _implicit_recommender(U, V, model.seen_, k, threads)
     if recommend_implicit is not None:
         runs["implicit"] = []
@@ -103,7 +131,10 @@ def rank_all_users_timings(model: Any, k: int = 20, threads: int = 2, repeats: i
         runs["floor"].append(floor["floor"])
         runs["floor_pooled"].append(floor["pooled"])
         runs["floor_blas"].append(floor["blas"])
+        runs["floor_pooled_cpu"].append(floor["pooled_cpu"])
+        c0 = time.process_time()
         runs["recforge"].append(_seconds(recforge))
+        runs["recforge_cpu"].append(time.process_time() - c0)
         if recommend_implicit is not None:
             runs["implicit"].append(_seconds(recommend_implicit))
     med = {name: statistics.median(values) for name, values in runs.items()}
@@ -111,6 +142,7 @@ def rank_all_users_timings(model: Any, k: int = 20, threads: int = 2, repeats: i
                            "threads": threads, "factors": int(U.shape[1]), "repeats": repeats,
                            "seconds": med, "runs": runs,
                            "recforge_over_floor": med["recforge"] / med["floor"],
+                           "recforge_over_floor_cpu": med["recforge_cpu"] / med["floor_pooled_cpu"],
                            "load_average": os.getloadavg()[0]}
     if "implicit" in med:
         out["recforge_over_implicit"] = med["recforge"] / med["implicit"]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from recforge.cli.main import app
 from recforge.data.datasets import load_dataset
 from recforge.evaluation.evaluate import evaluate_lists, evaluate_topn
-from recforge.ranking import top_k, top_k_row
+from recforge.ranking import CsrRows, top_k, top_k_product, top_k_row
 from recforge.registry import create_model, load_model
 
 
@@ -33,9 +33,10 @@ def reference_lists(scores: np.ndarray, k: int, exclude: list[np.ndarray], candi
     order = reference(clean, s.shape[1], tiebreak)
     items = np.full((len(s), k), -1, np.int64)
     values = np.full((len(s), k), -np.inf, np.float32)
+    allowed = None if candidates is None else set(candidates.tolist())
     for r, row in enumerate(order):
-        keep = [j for j in row if j not in set(exclude[r].tolist())
-                and (candidates is None or j in set(candidates.tolist()))][:k]
+        seen = set(exclude[r].tolist())
+        keep = [j for j in row.tolist() if j not in seen and (allowed is None or j in allowed)][:k]
         items[r, :len(keep)] = keep
         values[r, :len(keep)] = clean[r, keep]
     return items, values
@@ -45,7 +46,7 @@ def reference_lists(scores: np.ndarray, k: int, exclude: list[np.ndarray], candi
 def test_the_kernel_equals_the_straightforward_top_k(seed: int):
     """Chunk bounds, exclusions, ties at the bound, NaN/±inf/-0.0, short rows and threads."""
     rng = np.random.default_rng(seed)
-    n_rows, n_items = int(rng.integers(1, 40)), int(rng.choice([5, 33, 64 * 20 + 7, 3000]))
+    n_rows, n_items = int(rng.integers(1, 40)), int(rng.choice([5, 33, 64 * 20 + 7, 3000, 2048 * 2 + 40]))
     k = int(rng.choice([1, 3, 20, 50]))
     scores = rng.normal(size=(n_rows, n_items)).astype(np.float32)
     if seed % 2:  # heavy ties: few distinct values
@@ -75,6 +76,37 @@ def test_the_kernel_equals_the_straightforward_top_k(seed: int):
         np.testing.assert_array_equal(got[1], expected[1])
     as_lists = top_k(scores, k, exclude=[rng.permutation(e) for e in seen], candidates=cands, tiebreak=ties)
     np.testing.assert_array_equal(as_lists[0], expected[0])
+
+
+def test_rows_longer_than_one_piece_of_the_kernel():
+    """Chunks live inside pieces of `PIECE` items: two pieces, the second short, ties and exclusions."""
+    from recforge._topk import PIECE
+
+    rng = np.random.default_rng(5)
+    scores = np.round(rng.normal(size=(4, PIECE + 77)) * 8).astype(np.float32) / 8
+    seen = [np.sort(rng.choice(scores.shape[1], 50, replace=False)) for _ in range(4)]
+    seen[1] = np.union1d(seen[1], np.argsort(-scores[1])[:40])
+    expected = reference_lists(scores, 30, seen, None, None)
+    got = top_k(scores, 30, exclude=seen)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("n_items", [7, 700, 2048 * 2 + 45])
+def test_the_product_path_equals_top_k_of_the_product(n_items: int):
+    """`top_k_product` (pieces, cached chunk maxima, a reused buffer) = `top_k(left @ right.T)`;
+    small integer factors make every product exact, with many ties."""
+    rng = np.random.default_rng(n_items)
+    left = rng.integers(-3, 4, (50, 6)).astype(np.float32)
+    right = rng.integers(-3, 4, (n_items, 6)).astype(np.float32)
+    seen = sp.random(50, n_items, density=0.05, format="csr", random_state=1)
+    buffer = np.full((64, n_items), np.nan, np.float32)
+    for k in (1, 20):
+        expected = top_k(left @ right.T, k, exclude=seen)
+        got = top_k_product(left, right, k, exclude=CsrRows(seen, np.arange(50)), buffer=buffer)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_array_equal(top_k_product(left, right, k, exclude=seen)[0], expected[0])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from recforge import resources
 
-__all__ = ["CsrRows", "Exclusion", "RankedLists", "exclusion_mask_rows", "top_k", "top_k_row"]
+__all__ = ["CsrRows", "Exclusion", "RankedLists", "exclusion_mask_rows", "top_k", "top_k_product", "top_k_row"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,7 @@ def _candidate_items(candidates: np.ndarray | None, n_items: int) -> np.ndarray 
     return items
 
 
+_NO_MAXIMA = np.zeros((0, 0), np.float32)
 #: below this many score cells a call runs on the calling thread alone
 _PARALLEL_CELLS = 1 << 20
 
@@ -177,16 +178,52 @@ def top_k(
         (items, scores): int64 and float32 arrays of shape (n_rows, k); padding is item -1
         with score -inf.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
     values = np.ascontiguousarray(scores, np.float32)
     if values.ndim != 2:
         raise ValueError(f"scores must be a 2-D (rows, items) block, got shape {values.shape}")
+    return _top_k(values, k, exclude, candidates, tiebreak, threads, _NO_MAXIMA)
+
+
+def top_k_product(
+    left: np.ndarray,
+    right: np.ndarray,
+    k: int,
+    *,
+    exclude: Exclusion | None = None,
+    candidates: np.ndarray | None = None,
+    buffer: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k(left @ right.T, k, ...)` for scores that are a product of factors (iALS, MF).
+
+    The product is written into `buffer` (a float32 block of at least len(left) rows, reused
+    across calls so that no block is a fresh allocation; allocated when None). The lists
+    follow `top_k`'s order exactly, on the scores the product gives. Runs on the calling
+    thread: callers run blocks of rows on threads (with one BLAS thread each). (Taking the
+    chunk maxima piece by piece while the product is computed measured slower: the kernel's
+    own pass over a fresh block costs less than the extra per-piece calls.)
+    """
+    left = np.ascontiguousarray(left, np.float32)
+    right = np.asarray(right, np.float32)
+    n_rows, n_items = len(left), len(right)
+    block = np.empty((n_rows, n_items), np.float32) if buffer is None else buffer[:n_rows]
+    np.matmul(left, right.T, out=block)
+    return _top_k(block, k, exclude, candidates, None, 1, _NO_MAXIMA)
+
+
+def _top_k(values: np.ndarray, k: int, exclude: Exclusion | None, candidates: np.ndarray | None,
+           tiebreak: np.ndarray | None, threads: int | None, maxima: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of a float32 C-ordered block; `maxima`: its chunk maxima, or (0, 0)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     n_rows, n_items = values.shape
     tie = _tie_rank(tiebreak, values.shape)
     starts, ends, excluded = (_exclusion_rows(exclude, n_rows) if exclude is not None
                               else (np.zeros(n_rows, np.int64), np.zeros(n_rows, np.int64), np.zeros(0, np.int32)))
-    if len(excluded) and (excluded.min() < 0 or excluded.max() >= n_items):
+    matrix = exclude.matrix if isinstance(exclude, CsrRows) else exclude if sp.issparse(exclude) else None
+    if matrix is not None:  # a CSR's indices lie below its width: no pass over them
+        if matrix.shape[1] > n_items:
+            raise ValueError(f"exclusion has {matrix.shape[1]} columns for a score block of {n_items}")
+    elif len(excluded) and (excluded.min() < 0 or excluded.max() >= n_items):
         raise ValueError(f"excluded item indices must lie in 0..{n_items - 1}")
     allowed = _candidate_items(candidates, n_items)
     items_out = np.full((n_rows, k), -1, np.int64)
@@ -203,7 +240,8 @@ def top_k(
     def run(part: int) -> None:
         a, b = bounds[part], bounds[part + 1]
         top_k_rows(values[a:b], k, starts[a:b], ends[a:b], excluded, cand,
-                   tie if len(tie) <= 1 else tie[a:b], items_out[a:b], scores_out[a:b])
+                   tie if len(tie) <= 1 else tie[a:b], maxima if len(maxima) == 0 else maxima[a:b],
+                   items_out[a:b], scores_out[a:b])
 
     resources.parallel_map(run, range(n_parts), n_parts)
     return items_out, scores_out

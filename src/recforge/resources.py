@@ -2,7 +2,7 @@
 
 Work over a users × items matrix (ranking every user, scoring, similarities) runs in row
 blocks. One setting bounds them all: `block_mb`, the memory of the blocks in flight at once
-(all threads together), 256 MiB unless set. `threads` is how many threads the compiled
+(all threads together), 64 MiB unless set. `threads` is how many threads the compiled
 kernels and the block pipelines use, by default the CPUs this process may run on.
 
 Set them for the process with `set_limits`, or for a section of code with `limits` (a
@@ -28,7 +28,7 @@ from typing import TypeVar
 
 __all__ = ["Limits", "block_bytes", "block_rows", "current", "limits", "parallel_map", "set_limits", "threads"]
 
-DEFAULT_BLOCK_MB = 256.0
+DEFAULT_BLOCK_MB = 64.0
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -54,8 +54,18 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    block_mb: float | None = typer.Option(
+        None, "--block-mb", envvar="RECFORGE_BLOCK_MB", min=1.0, show_default=False,
+        help="Memory of the score blocks in flight at once, MiB (default 64): bounds every blocked "
+             "operation (ranking all users, scoring)."),
+    threads: int | None = typer.Option(
+        None, "--threads", envvar="RECFORGE_THREADS", min=1, show_default=False,
+        help="Threads for ranking and the compiled kernels (default: every CPU)."),
 ) -> None:
     """recforge: recommender systems from interaction logs to a served API."""
+    from recforge import resources
+
+    resources.set_limits(block_mb=block_mb, threads=threads)
 
 
 def main() -> None:

@@ -32,11 +32,9 @@ UnknownPolicy = Literal["error", "skip", "fallback"]
 #: columns of every model's `explain` frame
 EXPLAIN_COLUMNS = ["item_id", "kind", "source", "title", "contribution", "rank"]
 
-#: scores computed per block stay under this many float32 cells (64 MiB)
-_BLOCK_CELLS = 1 << 24
 #: score rows per block of a ranking pipeline at most (the memory setting may ask for fewer):
 #: enough rows for the GEMM to run at speed, few enough for the block to stay in cache
-_RANK_BLOCK_ROWS = 512
+_RANK_BLOCK_ROWS = 256
 
 
 class Recommender(ArtifactIO, ABC):
@@ -136,14 +134,14 @@ class Recommender(ArtifactIO, ABC):
         With `item_idx` (same length as `user_idx`): the paired scores, shape (len(user_idx),).
         """
 
-    def score_block(self, user_idx: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """`score(user_idx)` for every item, written into `out` when the model can; returns it.
+    def score_factors(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(user vectors, item vectors) whose product ``u @ v.T`` is `score(user_idx)`, or None.
 
-        `out` is a float32 (len(user_idx), n_items) buffer that ranking reuses block after
-        block, so that models whose scores are one product (``np.matmul(..., out=out)``)
-        spare a fresh allocation per block. Default: ``score(user_idx)``, `out` unused.
+        Models that score by one product (iALS, factorization models; biases ride along as
+        extra columns) return them: ranking then computes the product itself, piece by piece
+        into a reused block (`ranking.top_k_product`), on threads. Default: None.
         """
-        return self.score(user_idx)
+        return None
 
     def _score_pairs_via_rows(self, user_idx: np.ndarray, item_idx: np.ndarray) -> np.ndarray:
         """Paired scores computed from full score rows of the distinct users (a default)."""
@@ -151,7 +149,7 @@ class Recommender(ArtifactIO, ABC):
         item_idx = np.asarray(item_idx, np.int64)
         out = np.empty(len(user_idx), np.float32)
         uniq, inv = np.unique(user_idx, return_inverse=True)
-        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
+        block = resources.block_rows(4 * max(self.n_items, 1))
         for start in range(0, len(uniq), block):
             users = uniq[start:start + block]
             rows = self.score(users)
@@ -320,24 +318,29 @@ class Recommender(ArtifactIO, ABC):
             return self._recommend_ann(index, user_idx, k, exclude_seen, extra)
         allowed = candidate_mask(candidates, self.n_items)
         out = RankedLists.empty(len(user_idx), k)
-        parallel = self.parallel_blocks and resources.threads() > 1
+        factored = len(user_idx) > 0 and self.score_factors(user_idx[:1]) is not None
+        parallel = (self.parallel_blocks or factored) and resources.threads() > 1
         rows = score_block_rows(self.n_items, resources.threads() if parallel else 1)
         blocks = [slice(start, start + rows) for start in range(0, len(user_idx), rows)]
         buffers = threading.local()  # one score block per thread, reused: no page faults
 
         def rank_block(block: slice) -> None:
             users = user_idx[block]
-            buffer = getattr(buffers, "scores", None)
-            if buffer is None:
-                buffer = buffers.scores = np.empty((min(rows, len(user_idx)), self.n_items), np.float32)
             exclude: ranking.Exclusion | None = None
             if exclude_seen:
                 exclude = ranking.CsrRows(self.seen_, users)
                 if extra is not None:
                     exclude = self.seen_[users] + history_matrix(extra[block], self.n_items)
-            scores = self.score_block(users, buffer[:len(users)])
-            out.items[block], out.scores[block] = ranking.top_k(
-                scores, k, exclude=exclude, candidates=allowed, threads=1 if parallel else None)
+            factors = self.score_factors(users) if factored else None
+            if factors is None:
+                out.items[block], out.scores[block] = ranking.top_k(
+                    self.score(users), k, exclude=exclude, candidates=allowed, threads=1 if parallel else None)
+                return
+            buffer = getattr(buffers, "scores", None)
+            if buffer is None:
+                buffer = buffers.scores = np.empty((min(rows, len(user_idx)), self.n_items), np.float32)
+            out.items[block], out.scores[block] = ranking.top_k_product(
+                *factors, k, exclude=exclude, candidates=allowed, buffer=buffer)
 
         if parallel and len(blocks) > 1:
             with blas_threads(1):  # one BLAS thread per block, the blocks on recforge's threads
@@ -364,7 +367,7 @@ class Recommender(ArtifactIO, ABC):
         ordered = self.supports(Capability.SEQUENCES)
         out = RankedLists.empty(len(histories), k)
         items_out, scores_out = out.items, out.scores
-        block = max(1, _BLOCK_CELLS // max(self.n_items, 1))
+        block = resources.block_rows(4 * max(self.n_items, 1))
         for start in range(0, len(histories), block):
             rows = slice(start, start + block)
             chunk = [history_indices(h, self.n_items, ordered) for h in histories[rows]]
@@ -583,7 +586,7 @@ class Recommender(ArtifactIO, ABC):
         H = history_matrix(histories, self.n_items).tocsc()
         items = np.flatnonzero(np.diff(H.indptr))  # items in at least one history
         out = np.zeros((len(histories), self.n_items), np.float32)
-        block = max(1, (_BLOCK_CELLS // 4) // max(self.n_items, 1))
+        block = resources.block_rows(4 * max(self.n_items, 1), parts=4)  # similarity rows and their product
         for start in range(0, len(items), block):
             cols = items[start:start + block]
             sims = np.nan_to_num(np.asarray(self.similar_idx(cols), np.float32), nan=0.0, posinf=0.0, neginf=0.0)

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from recforge import resources
 from recforge.data.interactions import Interactions
 from recforge.data.splitting import carve_validation
 from recforge.models.base import Recommender
@@ -48,8 +49,6 @@ from recforge.training.validation import make_validator
 
 __all__ = ["Scorer", "TorchRecommender", "float_network", "quantize_linear_layers"]
 
-#: score blocks stay under this many float32 cells (64 MiB)
-_BLOCK_CELLS = 1 << 24
 #: pairs scored per block by `score(user_idx, item_idx)`
 _PAIR_BLOCK = 1 << 18
 _NET = "network."
@@ -177,7 +176,7 @@ class TorchRecommender(Recommender, Generic[NetT]):
         with torch_threads(self.config.threads), torch.no_grad():
             if item_idx is None:
                 out = np.empty((len(user_idx), n_items), np.float32)
-                block = max(1, _BLOCK_CELLS // max(n_items, 1))
+                block = resources.block_rows(4 * max(n_items, 1))
                 for start in range(0, len(user_idx), block):
                     users = torch.from_numpy(user_idx[start:start + block]).to(device)
                     out[start:start + len(users)] = self.score_tensor(users).float().cpu().numpy()

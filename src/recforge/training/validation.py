@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from recforge import resources
 from recforge.data.interactions import Interactions
 from recforge.evaluation import metrics as mx
 from recforge.ranking import top_k
@@ -20,8 +21,6 @@ from recforge.training.config import parse_metric
 
 __all__ = ["make_validator"]
 
-#: score blocks stay under this many cells
-_BLOCK_CELLS = 1 << 22
 
 ScoreFn = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -62,7 +61,7 @@ def make_validator(
     n_relevant = np.diff(relevant.indptr)[val_users]
     n_items = exclude.shape[1]
     keys = np.sort(held_out.user_idx.astype(np.int64) * n_items + held_out.item_idx)
-    block = max(1, _BLOCK_CELLS // max(n_items, 1))
+    block = resources.block_rows(4 * max(n_items, 1))
     per_user = mx.RANKING_METRICS[kind]
 
     def validate_ranking() -> float:
