@@ -135,6 +135,10 @@ class ImplicitALS(Recommender):
         y = self.item_factors_[np.asarray(item_idx, np.int64)]
         return np.einsum("nd,nd->n", x, y)
 
+    def score_factors(self, user_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(user factors, item factors): all-user ranking multiplies them piece by piece itself."""
+        return self.user_factors_[np.asarray(user_idx, np.int64)], self.item_factors_
+
     def item_embeddings(self) -> np.ndarray:
         return self.item_factors_
 
