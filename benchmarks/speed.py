@@ -20,7 +20,8 @@ alternating, `--repeats` times each; a figure is the median of its repeats.
   second table (no peer).
 
 Each worker first fits on a tiny log, so compile or import time is not counted per iteration.
-Writes ``speed.json`` and ``speed.md`` (Markdown tables for the README) to `--out`:
+Writes ``speed.json`` and ``results.md`` (Markdown tables; ``python -m
+recforge.evaluation.report --section speed`` puts them in the README) to `--out`:
 
     python benchmarks/speed.py --sizes 1e6,2e7 --threads 2 --out benchmarks/results/speed
     python benchmarks/speed.py --sizes 1e5 --repeats 1 --models popularity --out /tmp/speed   # smoke
@@ -483,9 +484,9 @@ def main() -> None:
             (args.out / "speed.json").write_text(json.dumps(report, indent=2))  # so far
     conditions["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     (args.out / "speed.json").write_text(json.dumps(report, indent=2))
-    (args.out / "speed.md").write_text(_markdown(report))
+    (args.out / "results.md").write_text(_markdown(report))
     print(_markdown(report))
-    print(f"wrote {args.out}/speed.json and speed.md")
+    print(f"wrote {args.out}/speed.json and results.md")
 
 
 if __name__ == "__main__":
