@@ -119,6 +119,12 @@ def _read_typed(
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, UnicodeDecodeError):
         return None
+    return _table_arrays(table, mapping)
+
+
+def _table_arrays(table: pa.Table, mapping: dict[str, str]) -> dict[str, Any] | None:
+    """The typed read's arrays (user_ids, item_ids, ratings, timestamps) from an Arrow table;
+    None when a column is empty, null, or of a type the general reader must word an error for."""
     if table.num_rows == 0:
         return None
     out: dict[str, Any] = {}
@@ -131,11 +137,17 @@ def _read_typed(
             if ids is None:
                 return None
             out[ours.replace("_id", "_ids")] = ids
-        else:
-            values = np.asarray(col.to_numpy(), np.float64 if ours == "rating" else np.int64)
-            if ours == "rating" and not _plain_ratings(values):
+        elif ours == "rating":
+            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
                 return None
-            out["ratings" if ours == "rating" else "timestamps"] = values
+            values = np.asarray(col.to_numpy(), np.float64)
+            if not _plain_ratings(values):
+                return None
+            out["ratings"] = values
+        else:
+            if not pa.types.is_integer(col.type):
+                return None
+            out["timestamps"] = np.asarray(col.to_numpy(), np.int64)
     return out
 
 
@@ -176,30 +188,7 @@ def _read_parquet_typed(path: Path, columns: ColumnMap | None) -> dict[str, Any]
         table = pq.read_table(path, columns=list(mapping.values()))
     except Exception:  # pyarrow raises many types for a damaged file
         return None
-    if table.num_rows == 0:
-        return None
-    out: dict[str, Any] = {}
-    for ours, theirs in mapping.items():
-        col = table.column(theirs)
-        if col.null_count:
-            return None
-        if ours in ("user_id", "item_id"):
-            ids = _typed_ids(col)
-            if ids is None:
-                return None
-            out[ours.replace("_id", "_ids")] = ids
-        elif ours == "rating":
-            if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-                return None
-            values = np.asarray(col.to_numpy(), np.float64)
-            if not _plain_ratings(values):
-                return None
-            out["ratings"] = values
-        else:
-            if not pa.types.is_integer(col.type):
-                return None
-            out["timestamps"] = np.asarray(col.to_numpy(), np.int64)
-    return out
+    return _table_arrays(table, mapping)
 
 
 def read_interactions_frame(
