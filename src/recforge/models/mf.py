@@ -23,10 +23,10 @@ from recforge.data.interactions import Interactions
 from recforge.errors import ConfigError
 from recforge.models.base import bias_column, history_matrix
 from recforge.models.fold_in import softmax_fold_in
-from recforge.models.torch_base import TorchRecommender
+from recforge.models.private import PrivateTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import embedding
-from recforge.privacy.dp import PrivacyReport, PrivateTrainingConfig, UserStep, fit_private
+from recforge.privacy.dp import PrivateTrainingConfig, UserStep
 from recforge.training.sampling import NegativeSampler, batch_indices
 from recforge.training.trainer import TrainingPlan
 
@@ -218,7 +218,7 @@ class MFNetwork(nn.Module):
         return out + self.global_bias
 
 
-class MatrixFactorization(TorchRecommender[MFNetwork]):
+class MatrixFactorization(PrivateTorchRecommender[MFNetwork]):
     """Biased matrix factorization (Koren, Bell & Volinsky 2009) trained by the shared Trainer.
 
     ``task="rating"``: MSE on observed ratings around the global mean. ``task="topn"``:
@@ -230,16 +230,6 @@ class MatrixFactorization(TorchRecommender[MFNetwork]):
     config_class = MFConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn", "rating"})
     config: MFConfig
-    #: the guarantee of a differentially private fit (`dp_epsilon`), else None
-    privacy_: PrivacyReport | None = None
-
-    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
-        self.privacy_ = None
-        if self.config.dp_epsilon is None:
-            super()._fit(interactions, validation)
-        else:
-            fit_private(self, interactions, validation, self._private_step)
-
     def _private_step(self, train: Interactions, rng: np.random.Generator) -> UserStep:
         """User-level DP loss: per sampled user, the sampled softmax of up to `dp_max_items` of
         their items against `n_negatives` sampled unseen items, plus the L2 penalty."""

@@ -22,10 +22,10 @@ from torch.nn import functional as F  # noqa: N812 (the conventional name)
 
 from recforge.data.interactions import Interactions
 from recforge.models.base import history_matrix
-from recforge.models.torch_base import TorchRecommender
+from recforge.models.private import PrivateTorchRecommender
 from recforge.nn import losses
 from recforge.nn.layers import mlp
-from recforge.privacy.dp import PrivacyReport, PrivateTrainingConfig, UserStep, fit_private
+from recforge.privacy.dp import PrivateTrainingConfig, UserStep
 from recforge.training.sampling import batch_indices
 from recforge.training.trainer import TrainingPlan, torch_threads
 
@@ -115,7 +115,7 @@ class MultVAENetwork(nn.Module):
         return self.decoder(z), mu, logvar
 
 
-class MultVAE(TorchRecommender[MultVAENetwork]):
+class MultVAE(PrivateTorchRecommender[MultVAENetwork]):
     """Mult-VAE / Mult-DAE (Liang et al., WWW 2018) for implicit feedback.
 
     A known user's scores are the decoder's logits for their training row; item vectors
@@ -126,16 +126,6 @@ class MultVAE(TorchRecommender[MultVAENetwork]):
     config_class = MultVAEConfig
     tasks: ClassVar[frozenset[str]] = frozenset({"topn"})
     config: MultVAEConfig
-    #: the guarantee of a differentially private fit (`dp_epsilon`), else None
-    privacy_: PrivacyReport | None = None
-
-    def _fit(self, interactions: Interactions, validation: Interactions | None) -> None:
-        self.privacy_ = None
-        if self.config.dp_epsilon is None:
-            super()._fit(interactions, validation)
-        else:
-            fit_private(self, interactions, validation, self._private_step)
-
     def _private_step(self, train: Interactions, rng: np.random.Generator) -> UserStep:
         """User-level DP loss: each sampled user's multinomial NLL plus β·KL of their own row."""
         rows, device, beta = train.csr(binary=True), self.device_, float(self.config.anneal_cap)
