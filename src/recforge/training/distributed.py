@@ -115,6 +115,8 @@ def process_group(device: str = "auto") -> Iterator[Group | None]:
     torch.distributed.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=TIMEOUT)
     try:
         yield current()
+        # leave together: a rank that tears gloo down while rank 0 still saves can abort at exit
+        torch.distributed.barrier()
     finally:
         torch.distributed.destroy_process_group()
 
